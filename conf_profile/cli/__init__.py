@@ -1,0 +1,139 @@
+"""`conf-profile`: one command per pipeline stage, a shared contract.
+
+Every command takes --lake, --config, --json and --debug; prints a short human summary (or, with --json,
+exactly one JSON object on stdout); and on a user error exits non-zero with one paragraph naming the fix
+(a traceback only with --debug). Command modules live beside this file and expose `register(sub, common)`;
+a handler returns a `Result` (its summary dict plus the human text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import textwrap
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conf_profile import __version__
+from conf_profile.errors import ConfProfileError
+
+# Command modules, in the order `--help` lists them. Each adds its subcommand(s).
+COMMAND_MODULES = [
+    "conf_profile.cli.data_cmds",  # simulate, validate, documents
+    "conf_profile.cli.label_cmds",  # label, aggregate, report
+    "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
+    "conf_profile.cli.ops_cmds",  # run, registry, doctor, taxonomy
+]
+
+
+@dataclass
+class Result:
+    """What a command returns: `summary` is printed as JSON with --json; `text` otherwise."""
+
+    summary: dict[str, Any]
+    text: str = ""
+    exit_code: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[argparse.Namespace], Result]
+
+
+def common_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--lake", metavar="URI", help="lake root: a folder or s3://bucket/prefix (default: data/lake)")
+    g.add_argument("--config", metavar="FILE", help="YAML settings file (default: embedded defaults; env CONF_PROFILE_CONFIG)")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of the human summary")
+    g.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conf-profile",
+        description=(
+            "Label-free user profiling, refreshed weekly: simulate or read platform logs, validate them, build "
+            "user documents, label them with teacher LLMs, vote and calibrate, train a student (SFT + "
+            "confidence-guided GRPO), evaluate, register and promote it in MLflow."
+        ),
+        epilog="Start with `conf-profile run` (the whole weekly pipeline on embedded defaults). "
+        "Every command accepts --json for scripts.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"conf-profile {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser()
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # stage not built yet
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any):
+    """Settings with --config and --lake applied (CLI flags beat env and file)."""
+    from conf_profile.config import Settings
+
+    return Settings.load(getattr(args, "config", None), lake=getattr(args, "lake", None), **overrides)
+
+
+def _format_error(exc: BaseException) -> str:
+    if isinstance(exc, ConfProfileError):
+        text = str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        text = "Interrupted. Finished stages are kept; rerun the same command to resume."
+    else:
+        text = (
+            f"Unexpected error: {type(exc).__name__}: {exc}. This is likely a bug in conf-profile; "
+            "rerun with --debug for the traceback and report it."
+        )
+    return "\n".join(textwrap.wrap("error: " + text, width=100)) if len(text) < 2000 else "error: " + text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    debug = bool(getattr(args, "debug", False))
+    as_json = bool(getattr(args, "json", False))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from conf_profile import progress
+
+    progress.set_quiet(as_json)
+    try:
+        result: Result = args.handler(args)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the CLI contract: one readable paragraph
+        if debug:
+            traceback.print_exc()
+        code = getattr(exc, "exit_code", 1) if isinstance(exc, ConfProfileError) else 1
+        if as_json:
+            payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+            report = getattr(exc, "report", None)
+            if report:
+                payload["report"] = report
+            print(json.dumps(payload, default=str))
+        print(_format_error(exc), file=sys.stderr)
+        return code or 1
+    if as_json:
+        print(json.dumps({"ok": result.exit_code == 0, **result.summary}, default=str))
+    else:
+        print(result.text or json.dumps(result.summary, indent=2, default=str))
+    return result.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

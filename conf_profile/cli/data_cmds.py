@@ -1,0 +1,94 @@
+"""Data commands: simulate, validate, documents."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from conf_profile.cli import Result, settings_from_args
+from conf_profile.intervals import Interval
+
+
+def add_interval_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--interval", default="latest", metavar="START..END",
+        help="data interval, ISO dates, END exclusive (e.g. 2026-11-16..2026-11-23), or 'latest' (default): "
+        "the newest full week in the lake",
+    )
+
+
+def resolve_interval(lake, text: str) -> Interval:
+    from conf_profile.data.extract import latest_interval
+
+    return latest_interval(lake) if text == "latest" else Interval.parse(text)
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("simulate", parents=[common], help="write ProfileBench-style platform logs to the lake",
+                       description="Simulate W weeks of a video platform's logs for N users (deterministic for a "
+                       "seed): five raw tables hive-partitioned by date under raw/, gold labels apart under gold/.")
+    p.add_argument("--users", type=int, help="number of users (default: simulate.users = 2000)")
+    p.add_argument("--weeks", type=int, help="number of weeks (default: simulate.weeks = 2)")
+    p.add_argument("--start", type=date.fromisoformat, help="first day, ISO date (default: Monday four weeks ago)")
+    p.add_argument("--seed", type=int, help="random seed (default: simulate.seed = 7)")
+    p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("validate", parents=[common], help="validate one interval with Great Expectations",
+                       description="Validate one interval's raw tables (critical expectations stop the run; "
+                       "warnings quarantine rows with a reason). Writes the report (JSON + HTML), the clean tables "
+                       "and the quarantine under runs/<interval>/validation/.")
+    add_interval_arg(p)
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("documents", parents=[common], help="build one redacted text document per user",
+                       description="Build one text document per user for the interval from the validated tables: "
+                       "profile fields, watch history, searches, comments, purchases; PII redacted; user text "
+                       "delimited as data; bounded by a character budget.")
+    add_interval_arg(p)
+    p.set_defaults(handler=cmd_documents)
+
+
+def cmd_simulate(args: argparse.Namespace) -> Result:
+    from conf_profile.simulate import simulate
+    from conf_profile.storage import Lake
+
+    settings = settings_from_args(args)
+    sim = settings.simulate.model_copy(update={k: v for k, v in {
+        "users": args.users, "weeks": args.weeks, "start": args.start, "seed": args.seed}.items() if v is not None})
+    lake = Lake.from_settings(settings)
+    summary = simulate(lake, sim)
+    text = (
+        f"Simulated {summary['users']} users x {summary['weeks']} week(s) from {summary['start']} "
+        f"(seed {summary['seed']}) into {lake.uri}\n"
+        + "\n".join(f"  {t:<13} {n:>10,} rows" for t, n in summary["rows"].items())
+        + f"\n  gold labels   {summary['gold_users']:>10,} users (under gold/, read only by evaluation)"
+        + f"\nIntervals: {', '.join(summary['intervals'])}"
+    )
+    return Result(summary, text)
+
+
+def cmd_validate(args: argparse.Namespace) -> Result:
+    from conf_profile.data.validate import format_summary, validate_interval
+    from conf_profile.storage import Lake
+
+    settings = settings_from_args(args)
+    lake = Lake.from_settings(settings)
+    interval = resolve_interval(lake, args.interval)
+    summary = validate_interval(lake, interval, settings)
+    return Result(summary, format_summary(summary))
+
+
+def cmd_documents(args: argparse.Namespace) -> Result:
+    from conf_profile.data.documents import build_documents
+    from conf_profile.storage import Lake
+
+    settings = settings_from_args(args)
+    lake = Lake.from_settings(settings)
+    interval = resolve_interval(lake, args.interval)
+    summary = build_documents(lake, interval, settings)
+    text = (
+        f"Built {summary['documents']:,} user documents for {interval} "
+        f"(median {summary['median_chars']} chars, budget {summary['char_budget']}; "
+        f"{summary['pii_redactions']:,} PII redactions) -> {summary['path']}"
+    )
+    return Result(summary, text)

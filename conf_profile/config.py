@@ -1,0 +1,243 @@
+"""One settings tree for the whole platform: embedded defaults, a YAML file, then environment overrides.
+
+Precedence (last wins): defaults < YAML file (`--config` or CONF_PROFILE_CONFIG) < environment
+(`CONF_PROFILE_<SECTION>__<FIELD>`, e.g. `CONF_PROFILE_SIMULATE__USERS=500`) < explicit CLI flags.
+Object-store credentials come from the environment only (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or
+CONF_PROFILE_S3__ACCESS_KEY / ...SECRET_KEY); a config file that holds them is rejected.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from conf_profile.errors import ConfigError
+
+DEFAULT_TAXONOMY = Path(__file__).parent / "resources" / "taxonomy.yaml"
+_SECRET_KEYS = {"access_key", "secret_key", "aws_access_key_id", "aws_secret_access_key", "password", "api_key"}
+
+
+class S3Settings(BaseModel):
+    """MinIO/S3 endpoint. Credentials are read from the environment only."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO; None = AWS
+    region: str = "us-east-1"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+class SimulateSettings(BaseModel):
+    users: int = 2000
+    weeks: int = 2
+    start: date | None = None  # None: the Monday four weeks before today
+    seed: int = 7
+    pii_rate: float = 0.05
+    injection_rate: float = 0.02
+    duplicate_rate: float = 0.01
+    null_rate: float = 0.002
+    out_of_range_rate: float = 0.001
+    long_text_rate: float = 0.005
+    disclosure_rate: float = 0.02
+    sparse_user_rate: float = 0.15
+    churn_rate: float = 0.05
+    new_user_rate: float = 0.05
+
+
+class ValidationSettings(BaseModel):
+    ts_skew_hours: float = 2.0  # events this far outside the interval are tolerated (late clocks)
+    min_rows: dict[str, int] = Field(
+        default_factory=lambda: {"watch_events": 100, "searches": 1, "comments": 1, "purchases": 0, "profiles": 1}
+    )
+    max_text_chars: int = 2000
+
+
+class DocumentSettings(BaseModel):
+    char_budget: int = 1200
+    max_watch_items: int = 12
+    max_searches: int = 8
+    max_comments: int = 4
+    max_purchases: int = 5
+
+
+class TeacherSpec(BaseModel):
+    """One teacher: (backend, model, prompt, sampling). `sources` limits what a lexicon teacher reads."""
+
+    name: str
+    backend: Literal["lexicon", "openai", "vllm", "hf"] = "lexicon"
+    model: str | None = None
+    base_url: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    samples: int = 1
+    temperature: float = 0.0
+    weight: float = 1.0
+    max_concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 3
+
+
+def _default_teachers() -> list[TeacherSpec]:
+    return [
+        TeacherSpec(name="lexicon_profile", sources=["profile"]),
+        TeacherSpec(name="lexicon_watch", sources=["watch"]),
+        TeacherSpec(name="lexicon_search", sources=["searches"]),
+        TeacherSpec(name="lexicon_social", sources=["comments", "purchases"]),
+        TeacherSpec(name="lexicon_all", sources=["profile", "watch", "searches", "comments", "purchases"]),
+    ]
+
+
+class LabelSettings(BaseModel):
+    shards: int = 4
+    teachers: list[TeacherSpec] = Field(default_factory=_default_teachers)
+    multilabel_threshold: float = 0.5
+    class_cap_factor: float = 1.5
+    gold_dev_users: int = 0  # >0: calibrate on this many gold users instead of leave-one-teacher-out
+    include_rationale: bool = False
+
+
+class TrainSettings(BaseModel):
+    student: str = "tiny"  # preset name, a local HF path, or a models:/ URI
+    lora: bool = False
+    sft_epochs: float = 6.0
+    sft_lr: float = 3e-3
+    sft_batch_size: int = 32
+    rl_steps: int = 60
+    rl_lr: float = 5e-5
+    rl_num_generations: int = 8
+    rl_prompts_per_step: int = 16
+    rl_conf_band: tuple[float, float] = (0.35, 0.9)
+    rl_teacher_vote_weight: float = 1.0
+    eval_users: int = 400
+    seed: int = 13
+
+
+class ComputeSettings(BaseModel):
+    mode: Literal["local", "kubernetes"] = "local"
+    namespace: str = "conf-profile"
+    trainer_image: str = "ghcr.io/conf-profile/trainer:0.1.0"
+    gpus: int = 1
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    accelerate_config: str = "zero2"
+    vllm_base_url: str | None = None
+
+
+class PromotionSettings(BaseModel):
+    f1_margin: float = 0.5  # points
+    ece_limit: float = 0.10
+    attribute_drop_tolerance: float = 3.0  # points
+
+
+class MlflowSettings(BaseModel):
+    tracking_uri: str | None = None  # None: sqlite under data_dir
+    registry_uri: str | None = None
+    experiment: str = "conf-profile"
+    model_name: str = "conf-profile-student"
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+
+
+class Settings(BaseSettings):
+    """The whole settings tree. `Settings.load()` is the one entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="CONF_PROFILE_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Path("data")
+    lake: str | None = None  # None: <data_dir>/lake
+    taxonomy_path: Path = DEFAULT_TAXONOMY
+    s3: S3Settings = Field(default_factory=S3Settings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env beats init (the YAML file is passed as init kwargs); explicit overrides are applied after.
+        return (env_settings, init_settings)
+
+    @property
+    def lake_uri(self) -> str:
+        return self.lake or str((self.data_dir / "lake").resolve())
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return str((self.data_dir / "mlartifacts").resolve())
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults < YAML < env < overrides (None overrides are ignored)."""
+        path = path or os.environ.get("CONF_PROFILE_CONFIG")
+        data: dict[str, Any] = {}
+        if path:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"Config file {p} does not exist.", "Pass an existing YAML file to --config.")
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"Config file {p} is not valid YAML: {exc}.", "Fix the YAML syntax.") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"Config file {p} must hold a mapping at the top.", "See README, 'Configuration'.")
+            leaked = _find_secret_keys(data)
+            if leaked:
+                raise ConfigError(
+                    f"Config file {p} holds credentials ({', '.join(leaked)}).",
+                    "Remove them from the file and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment.",
+                )
+        try:
+            settings = cls(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"Invalid configuration: {_short(exc)}.", "Fix the named fields (see README, 'Configuration').") from None
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+        # Standard AWS variables fill S3 credentials when the prefixed ones are absent.
+        if settings.s3.access_key is None and os.environ.get("AWS_ACCESS_KEY_ID"):
+            settings.s3.access_key = SecretStr(os.environ["AWS_ACCESS_KEY_ID"])
+        if settings.s3.secret_key is None and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            settings.s3.secret_key = SecretStr(os.environ["AWS_SECRET_ACCESS_KEY"])
+        if settings.s3.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
+            settings.s3.endpoint_url = os.environ["AWS_ENDPOINT_URL"]
+        return settings
+
+
+def _find_secret_keys(data: Any, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            name = f"{prefix}.{k}" if prefix else str(k)
+            if str(k).lower() in _SECRET_KEYS and v not in (None, ""):
+                found.append(name)
+            found.extend(_find_secret_keys(v, name))
+    return found
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,268 @@
+"""The lake: one root URI (a local folder or `s3://bucket/prefix`) reached through `pyarrow.fs`.
+
+Why atomic writes: readers (the next task, a rerun, the inference DAG) must never see half a partition.
+Single files are written under a temporary name and renamed (local) or PUT in one request (S3, where an
+object appears whole or not at all). Multi-file outputs are committed by a `_manifest.json` written last;
+`read_committed` reads only what a manifest lists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from conf_profile.config import S3Settings, Settings
+from conf_profile.errors import LakeError
+from conf_profile.intervals import Interval
+
+MANIFEST = "_manifest.json"
+
+
+@dataclass
+class Lake:
+    """A filesystem plus a root path inside it. All paths given to methods are relative to the root."""
+
+    uri: str
+    fs: pafs.FileSystem
+    root: str
+    s3: S3Settings | None = None
+
+    # ---- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lake:
+        return cls.open(settings.lake_uri, settings.s3)
+
+    @classmethod
+    def open(cls, uri: str, s3: S3Settings | None = None) -> Lake:
+        parsed = urlparse(uri)
+        if parsed.scheme in ("s3", "s3a", "minio"):
+            s3 = s3 or S3Settings()
+            fs = s3_filesystem(s3)
+            root = (parsed.netloc + parsed.path).rstrip("/")
+            if not parsed.netloc:
+                raise LakeError(f"Lake URI {uri!r} names no bucket.", "Write it as s3://bucket/prefix.")
+            return cls(uri=uri, fs=fs, root=root, s3=s3)
+        if parsed.scheme in ("", "file"):
+            path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser().resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            return cls(uri=str(path), fs=pafs.LocalFileSystem(), root=str(path))
+        raise LakeError(
+            f"Unsupported lake URI scheme {parsed.scheme!r} in {uri!r}.",
+            "Use a local folder path or s3://bucket/prefix (MinIO via CONF_PROFILE_S3__ENDPOINT_URL).",
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return isinstance(self.fs, pafs.S3FileSystem)
+
+    # ---- paths --------------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *[p.strip("/") for p in parts if p])
+
+    def uri_of(self, *parts: str) -> str:
+        """A full URI for lineage (MLflow inputs, logs)."""
+        rel = posixpath.join(*[p.strip("/") for p in parts if p]) if parts else ""
+        if self.is_s3:
+            return f"s3://{posixpath.join(self.root, rel)}"
+        return posixpath.join(self.root, rel)
+
+    @staticmethod
+    def raw_dir(table: str) -> str:
+        return f"raw/{table}"
+
+    @staticmethod
+    def raw_partition(table: str, day: Any) -> str:
+        return f"raw/{table}/dt={day.isoformat()}"
+
+    @staticmethod
+    def run_dir(interval: Interval, *parts: str) -> str:
+        return posixpath.join("runs", interval.key, *parts)
+
+    # ---- basic ops ----------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        info = self.fs.get_file_info(self.path(rel))
+        return info.type != pafs.FileType.NotFound
+
+    def listdir(self, rel: str) -> list[str]:
+        sel = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(sel))
+
+    def list_files(self, rel: str, suffix: str = "") -> list[str]:
+        """Relative paths of all files below `rel` (recursive), sorted."""
+        sel = pafs.FileSelector(self.path(rel), allow_not_found=True, recursive=True)
+        out = []
+        for info in self.fs.get_file_info(sel):
+            if info.type == pafs.FileType.File and info.path.endswith(suffix):
+                out.append(posixpath.relpath(info.path, self.root))
+        return sorted(out)
+
+    def delete(self, rel: str) -> None:
+        p = self.path(rel)
+        info = self.fs.get_file_info(p)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(p)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(p)
+
+    def _mkdir_parent(self, full: str) -> None:
+        if not self.is_s3:
+            self.fs.create_dir(posixpath.dirname(full), recursive=True)
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomic: local temp file + rename; S3 single PUT."""
+        full = self.path(rel)
+        self._mkdir_parent(full)
+        if self.is_s3:
+            with self.fs.open_output_stream(full) as f:
+                f.write(data)
+        else:
+            tmp = posixpath.join(posixpath.dirname(full), f".tmp-{uuid.uuid4().hex}-{posixpath.basename(full)}")
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            self.fs.move(tmp, full)
+        return rel
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise LakeError(f"{self.uri_of(rel)} does not exist.", "Run the stage that writes it first.") from None
+
+    def write_json(self, rel: str, obj: Any) -> str:
+        return self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def write_table(self, rel: str, table: pa.Table, compression: str = "zstd") -> str:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression=compression)
+        return self.write_bytes(rel, buf.getvalue())
+
+    def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        if not self.exists(rel):
+            raise LakeError(f"{self.uri_of(rel)} does not exist.", "Run the stage that writes it first.")
+        return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns)
+
+    # ---- committed multi-file outputs ---------------------------------------------------------------
+    def commit(self, rel_dir: str, files: Iterable[str], meta: dict | None = None) -> str:
+        """Write the manifest that makes `files` (relative to `rel_dir`) the content of `rel_dir`, then
+        delete files in the folder that the manifest does not list (leftovers of an older attempt)."""
+        files = sorted(files)
+        self.write_json(posixpath.join(rel_dir, MANIFEST), {"files": files, "meta": meta or {}})
+        keep = set(files) | {MANIFEST}
+        for f in self.list_files(rel_dir):
+            name = posixpath.relpath(f, rel_dir)
+            if name not in keep and not posixpath.basename(name).startswith(".tmp-"):
+                self.delete(f)
+        return rel_dir
+
+    def is_committed(self, rel_dir: str) -> bool:
+        return self.exists(posixpath.join(rel_dir, MANIFEST))
+
+    def manifest(self, rel_dir: str) -> dict:
+        if not self.is_committed(rel_dir):
+            raise LakeError(
+                f"{self.uri_of(rel_dir)} has no {MANIFEST}: it was never written or a write did not finish.",
+                "Rerun the stage that writes it.",
+            )
+        return self.read_json(posixpath.join(rel_dir, MANIFEST))
+
+    def write_committed_table(self, rel_dir: str, table: pa.Table, meta: dict | None = None,
+                              name: str = "part-0.parquet") -> str:
+        """One-file committed output (the common case for run stages)."""
+        self.write_table(posixpath.join(rel_dir, name), table)
+        return self.commit(rel_dir, [name], meta)
+
+    def read_committed(self, rel_dir: str, columns: list[str] | None = None) -> pa.Table:
+        files = self.manifest(rel_dir)["files"]
+        paths = [self.path(rel_dir, f) for f in files if f.endswith(".parquet")]
+        if not paths:
+            return pa.table({})
+        return ds.dataset(paths, filesystem=self.fs, format="parquet").to_table(columns=columns)
+
+    # ---- hive partitions ----------------------------------------------------------------------------
+    def write_partition(self, table_name: str, day: Any, table: pa.Table, part: str = "part-0.parquet") -> str:
+        """One day's file of a raw table. The object appears atomically; rewriting replaces it."""
+        rel = posixpath.join(self.raw_partition(table_name, day), part)
+        return self.write_table(rel, table)
+
+    def dataset(self, rel_dir: str, schema: pa.Schema | None = None) -> ds.Dataset:
+        """A hive-partitioned dataset (partition column `dt` as a string); temp files are ignored."""
+        return ds.dataset(
+            self.path(rel_dir),
+            filesystem=self.fs,
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([("dt", pa.string())]), flavor="hive"),
+            schema=schema,
+            exclude_invalid_files=False,
+            ignore_prefixes=[".", "_"],
+        )
+
+    def partition_days(self, table_name: str) -> list[str]:
+        return [d.split("=", 1)[1] for d in self.listdir(self.raw_dir(table_name)) if d.startswith("dt=")]
+
+
+def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {"region": s3.region}
+    if s3.access_key and s3.secret_key:
+        kwargs["access_key"] = s3.access_key.get_secret_value()
+        kwargs["secret_key"] = s3.secret_key.get_secret_value()
+    if s3.endpoint_url:
+        parsed = urlparse(s3.endpoint_url)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "http"
+        kwargs["allow_bucket_creation"] = True
+    return pafs.S3FileSystem(**kwargs)
+
+
+def ensure_bucket(uri: str, s3: S3Settings) -> bool:
+    """Create the lake's bucket with the `minio` SDK if missing (works against MinIO, S3 and moto).
+    Returns True when it was created."""
+
+    bucket = urlparse(uri).netloc
+    client = _minio_client(s3)
+    if client.bucket_exists(bucket):
+        return False
+    client.make_bucket(bucket)
+    return True
+
+
+def health_check(uri: str, s3: S3Settings) -> dict:
+    """Reachability of the object store and the bucket, as a small dict for `conf-profile doctor`."""
+    bucket = urlparse(uri).netloc
+    try:
+        ok = _minio_client(s3).bucket_exists(bucket)
+    except Exception as exc:  # noqa: BLE001 - any transport error is a health failure, reported as text
+        return {"reachable": False, "bucket": bucket, "error": str(exc)}
+    return {"reachable": True, "bucket": bucket, "bucket_exists": ok}
+
+
+def _minio_client(s3: S3Settings):
+    from minio import Minio
+
+    if not s3.endpoint_url:
+        endpoint, secure = "s3.amazonaws.com", True
+    else:
+        parsed = urlparse(s3.endpoint_url)
+        endpoint, secure = parsed.netloc, parsed.scheme == "https"
+    return Minio(
+        endpoint,
+        access_key=s3.access_key.get_secret_value() if s3.access_key else None,
+        secret_key=s3.secret_key.get_secret_value() if s3.secret_key else None,
+        secure=secure,
+        region=s3.region,
+    )
