@@ -26,9 +26,10 @@ from conf_profile.errors import ConfProfileError
 # Command modules, in the order `--help` lists them. Each adds its subcommand(s).
 COMMAND_MODULES = [
     "conf_profile.cli.data_cmds",  # simulate, validate, documents
-    "conf_profile.cli.label_cmds",  # label, aggregate, report
+    "conf_profile.cli.label_cmds",  # label (teachers)
+    "conf_profile.cli.aggregate_cmds",  # aggregate, report
     "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
-    "conf_profile.cli.ops_cmds",  # run, registry, doctor, taxonomy
+    "conf_profile.cli.ops_cmds",  # run, registry/promote, doctor, taxonomy
 ]
 
 
