@@ -194,6 +194,31 @@ class Lake:
             return pa.table({})
         return ds.dataset(paths, filesystem=self.fs, format="parquet").to_table(columns=columns)
 
+    # ---- folders of files (model directories) ------------------------------------------------------
+    def upload_dir(self, local_dir: str | Path, rel_dir: str, meta: dict | None = None) -> str:
+        """Copy a local folder (e.g. a saved HF model) into the lake and commit it with a manifest."""
+        local_dir = Path(local_dir)
+        files = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
+        names = [p.relative_to(local_dir).as_posix() for p in files]
+        for p, name in zip(files, names, strict=True):
+            self.write_bytes(posixpath.join(rel_dir, name), p.read_bytes())
+        return self.commit(rel_dir, names, meta)
+
+    def local_dir(self, rel_dir: str, cache: str | Path | None = None) -> Path:
+        """A local folder holding a committed lake folder: the folder itself for a local lake, else a
+        download into `cache` (default: a temp dir)."""
+        files = self.manifest(rel_dir)["files"]
+        if not self.is_s3:
+            return Path(self.path(rel_dir))
+        import tempfile
+
+        target = Path(cache or tempfile.mkdtemp(prefix="conf-profile-"))
+        for name in files:
+            dest = target / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self.read_bytes(posixpath.join(rel_dir, name)))
+        return target
+
     # ---- hive partitions ----------------------------------------------------------------------------
     def write_partition(self, table_name: str, day: Any, table: pa.Table, part: str = "part-0.parquet") -> str:
         """One day's file of a raw table. The object appears atomically; rewriting replaces it."""
