@@ -3,12 +3,13 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEPLOY_TOOLS := $(VENV)/.deploy-tools
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 
 .PHONY: setup run test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(DEPLOY_TOOLS)
 
 # torch first: a plain resolver pull of torch would fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,10 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[airflow,dev,bench]'
 	touch $(STAMP)
 
+# Compose + Helm engine for tests/test_deploy.py (Debian docker-compose; helm-sdkpy and kubernetes-validate
+# from PyPI in .venv/deploy-tools). Fast when already installed.
+$(DEPLOY_TOOLS): scripts/install-deploy-tools.sh | $(STAMP)
+	bash scripts/install-deploy-tools.sh
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/conf-profile run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(DEPLOY_TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
