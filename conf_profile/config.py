@@ -47,6 +47,17 @@ class SimulateSettings(BaseModel):
     sparse_user_rate: float = 0.15
     churn_rate: float = 0.05
     new_user_rate: float = 0.05
+    # Activity (means per active user and week; per-user rates are heavy-tailed around them).
+    watch_per_user: float = Field(100.0, gt=0)
+    searches_per_user: float = Field(12.0, ge=0)
+    comments_per_user: float = Field(3.0, ge=0)
+    purchases_per_user: float = Field(1.0, ge=0)
+    # Misleading evidence and more dirt (docs/simulator.md).
+    shared_device_rate: float = Field(0.05, ge=0, le=1)  # some events come from another person on the device
+    declared_null_rate: float = Field(0.6, ge=0, le=1)  # declared gender / birth year left empty
+    declared_wrong_rate: float = Field(0.1, ge=0, le=1)  # declared gender / birth year false
+    emoji_rate: float = Field(0.08, ge=0, le=1)  # comments and bios with emoji appended
+    non_ascii_rate: float = Field(0.03, ge=0, le=1)  # comments and bios with non-ASCII words appended
 
 
 class ValidationSettings(BaseModel):
@@ -55,6 +66,9 @@ class ValidationSettings(BaseModel):
         default_factory=lambda: {"watch_events": 100, "searches": 1, "comments": 1, "purchases": 0, "profiles": 1}
     )
     max_text_chars: int = 2000
+    # Row-level critical checks (null user_id, ts outside the interval, out-of-range numbers) fail the run only
+    # when more than this share of a table's rows violates one; the violating rows are quarantined either way.
+    critical_max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
 
 
 class DocumentSettings(BaseModel):
@@ -63,6 +77,7 @@ class DocumentSettings(BaseModel):
     max_searches: int = 8
     max_comments: int = 4
     max_purchases: int = 5
+    max_text_chars: int = 200  # each nickname/bio/title/query/comment is cut here, so one item cannot eat the budget
 
 
 class TeacherSpec(BaseModel):
@@ -79,6 +94,12 @@ class TeacherSpec(BaseModel):
     max_concurrency: int = 8
     timeout_s: float = 60.0
     max_retries: int = 3
+    retry_backoff_s: float = 1.0  # first backoff (openai); doubles per retry, jittered, capped at 30 s
+    max_tokens: int = 768  # generation budget per answer (openai, vllm, hf)
+    batch_size: int = 8  # prompts per generate() call (hf)
+    seed: int | None = None  # sampling seed (openai, vllm, hf); None = backend default
+    lexicon: str | None = None  # lexicon YAML (lexicon backend); None = the packaged default
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) / from_pretrained kwargs
 
 
 def _default_teachers() -> list[TeacherSpec]:
@@ -98,6 +119,13 @@ class LabelSettings(BaseModel):
     class_cap_factor: float = 1.5
     gold_dev_users: int = 0  # >0: calibrate on this many gold users instead of leave-one-teacher-out
     include_rationale: bool = False
+    # Voting and calibration choices (docs/labels.md says why, with the measurements behind the defaults).
+    unknown_weight: float = 1.0  # share of an "unknown" answer's w*c that enters the vote-confidence denominator
+    calibration_per_attribute: bool = True  # one isotonic map per attribute (pooled map as fallback)
+    calibration_min_points: int = 200  # attributes with fewer calibration points use the pooled map
+    prior_shift: bool = True  # re-decide single-label votes under the EM-estimated class priors
+    loto_redundancy: float = 0.9  # (teacher, attribute) agreeing this often with the others is left out of LOTO
+    reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
 
 
 class TrainSettings(BaseModel):
@@ -114,6 +142,19 @@ class TrainSettings(BaseModel):
     rl_teacher_vote_weight: float = 1.0
     eval_users: int = 400
     seed: int = 13
+    # Stage 2 details (docs/training.md explains the defaults and what was measured).
+    lora_r: int = 16  # LoRA rank when lora=True (GPU checkpoints)
+    sft_max_length: int = 1024  # tokens per example (document + answer); longer examples are dropped, counted
+    sft_save_steps: int = 50  # checkpoint every N steps (resume after a crash)
+    rl_temperature: float = 1.0
+    rl_beta: float = 0.0  # KL anchor to the SFT model (0 = no reference model)
+    rl_loss_type: str = "dapo"  # TRL GRPOConfig.loss_type
+    rl_reward: Literal["confidence", "random"] = "confidence"  # "random" is the control experiment
+    rl_reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # agreement, format, calibration
+    eval_batch_size: int = 64
+    eval_samples: int = 0  # >0: also report avg@k / maj@k over k sampled answers (T=1)
+    work_dir: str | None = None  # local checkpoints; None: <data_dir>/work
+    threads: int | None = None  # torch CPU threads; None: torch's default
 
 
 class ComputeSettings(BaseModel):
@@ -127,6 +168,26 @@ class ComputeSettings(BaseModel):
     )
     accelerate_config: str = "zero2"
     vllm_base_url: str | None = None
+    # Orchestration (dags/, docs/orchestration.md). Transient failures (object store, teacher servers) are
+    # retried with exponential backoff; validation never is.
+    retries: int = Field(2, ge=0)
+    retry_delay_s: float = Field(60.0, ge=0)
+    max_retry_delay_s: float = Field(900.0, ge=0)
+    promote_pool: str = "conf_profile_promote"  # a 1-slot Airflow pool: two promotions never overlap
+    # Training pods (compute.mode = kubernetes): the trainer image's repository copy holds the accelerate
+    # configs; settings come from the ConfigMap (one file mounted by subPath, so the image's folder stays
+    # visible); S3 credentials from keys of the credentials Secret.
+    accelerate_config_root: str = "/opt/conf-profile/src/configs/accelerate"
+    settings_config_map: str | None = "conf-profile-settings"
+    settings_mount_path: str = "/opt/conf-profile/config.yaml"
+    secret_name: str = "conf-profile-credentials"
+    secret_env: dict[str, str] = Field(default_factory=lambda: {
+        "AWS_ACCESS_KEY_ID": "s3-access-key", "AWS_SECRET_ACCESS_KEY": "s3-secret-key"})
+    service_account: str | None = None
+    pod_cpu: str = "8"
+    pod_memory: str = "64Gi"
+    pod_startup_timeout_s: int = Field(1800, ge=60)
+    inference_batch_size: int = Field(64, ge=1)  # users per generate() call in the daily inference DAG
 
 
 class PromotionSettings(BaseModel):
@@ -141,6 +202,7 @@ class MlflowSettings(BaseModel):
     experiment: str = "conf-profile"
     model_name: str = "conf-profile-student"
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    ui_url: str | None = None  # MLflow UI base for Airflow links; None: tracking_uri when http(s), else local
 
 
 class Settings(BaseSettings):

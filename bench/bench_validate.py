@@ -1,0 +1,172 @@
+"""Validation of ~1M watch events: `validate_interval` (GX 1.x suites + Arrow split + outputs) against a plain
+pandas baseline that reads the same partitions, applies the same checks, splits and writes the same files.
+
+Run: `python -m bench.bench_validate`. Medians over `repeats`; the ratio is ours / baseline, measured in the
+same run. A breakdown of one run shows where the time goes (read, GX, Arrow split, outputs).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from conf_profile.config import Settings
+from conf_profile.data import validate as v
+from conf_profile.data.extract import read_raw
+from conf_profile.data.validation import checks as ck
+from conf_profile.intervals import Interval
+from conf_profile.schema import RAW_SCHEMAS, RAW_TABLES, VIDEO_CATEGORIES
+from conf_profile.storage import Lake
+
+IV = Interval.parse("2026-11-16..2026-11-23")
+SMALL_ROWS = 2_000  # per day, for the four other tables
+
+
+# ---- synthetic lake ---------------------------------------------------------------------------------------
+def _prefixed(prefix: str, ints: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, pa.array(ints).cast(pa.string()), "")
+
+
+def watch_day(day, n: int, rng: np.random.Generator) -> pa.Table:
+    """One day of watch events with the usual dirt: ~0.2 % null users, ~0.1 % negative watch time,
+    ~0.5 % over-long titles, ~0.5 % unknown categories, ~1 % exact duplicates."""
+    base = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    ts = pa.array(np.datetime64(base.replace(tzinfo=None), "us") + rng.integers(0, 86_400_000_000, n)
+                  .astype("timedelta64[us]")).cast(pa.timestamp("us", tz="UTC"))
+    users = _prefixed("u", rng.integers(0, 10_000, n))
+    users = pc.if_else(pa.array(rng.random(n) < 0.002), pa.scalar(None, pa.string()), users)
+    titles = _prefixed("video title ", rng.integers(0, 50_000, n))
+    titles = pc.if_else(pa.array(rng.random(n) < 0.005), "x" * 2100, titles)
+    cats = pa.array(np.array(VIDEO_CATEGORIES)[rng.integers(0, len(VIDEO_CATEGORIES), n)])
+    cats = pc.if_else(pa.array(rng.random(n) < 0.005), "crypto", cats)
+    video_s = rng.uniform(10, 1200, n)
+    watch = video_s * rng.random(n)
+    watch[rng.random(n) < 0.001] = -1.0
+    t = pa.table({
+        "user_id": users, "ts": ts, "video_id": _prefixed("v", rng.integers(0, 50_000, n)), "video_title": titles,
+        "video_category": cats, "creator_id": _prefixed("c", rng.integers(0, 2_000, n)),
+        "watch_seconds": watch, "video_seconds": video_s, "liked": rng.random(n) < 0.1,
+        "shared": rng.random(n) < 0.02, "commented": rng.random(n) < 0.03,
+    }).cast(RAW_SCHEMAS["watch_events"])
+    return pa.concat_tables([t, t.take(rng.integers(0, n, n // 100))])
+
+
+def small_day(name: str, day, n: int, rng: np.random.Generator) -> pa.Table:
+    """A clean day of one of the other tables (only their row floors matter here)."""
+    base = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    cols: dict[str, Any] = {}
+    for f in RAW_SCHEMAS[name]:
+        if pa.types.is_timestamp(f.type):
+            cols[f.name] = [base + timedelta(seconds=int(s)) for s in rng.integers(0, 86_400, n)]
+        elif f.name == "item_category":
+            cols[f.name] = ["books"] * n
+        elif pa.types.is_string(f.type):
+            cols[f.name] = _prefixed(f"{f.name}-{day}-", np.arange(n))
+        elif pa.types.is_integer(f.type):
+            cols[f.name] = rng.integers(1950, 2010, n)
+        else:
+            cols[f.name] = rng.uniform(1, 100, n)
+    return pa.table(cols).cast(RAW_SCHEMAS[name])
+
+
+def build_lake(root: str, rows: int = 1_000_000, seed: int = 0) -> Lake:
+    lake, rng = Lake.open(root), np.random.default_rng(seed)
+    per_day = rows // 7
+    for day in IV.days():
+        lake.write_partition("watch_events", day, watch_day(day, per_day, rng))
+        for name in RAW_TABLES:
+            if name != "watch_events":
+                lake.write_partition(name, day, small_day(name, day, SMALL_ROWS, rng))
+    return lake
+
+
+# ---- baseline: plain pandas, same reads, same checks, same outputs -------------------------------------------------
+def pandas_baseline(lake: Lake, settings: Settings) -> dict[str, int]:
+    vs, lo, hi = settings.validation, *ck.ts_bounds(IV, settings.validation.ts_skew_hours)
+    kept_rows = {}
+    for name in RAW_TABLES:
+        dset = lake.dataset(lake.raw_dir(name), schema=RAW_SCHEMAS[name].append(pa.field("dt", pa.string())))
+        df = dset.to_table(filter=ds.field("dt").isin([d.isoformat() for d in IV.days()])).to_pandas()
+        bad = pd.DataFrame({"user_id_null": df["user_id"].isna(), "ts_null": df["ts"].isna(),
+                            "ts_outside": (df["ts"] < lo) | (df["ts"] >= hi)})
+        for col, bound, strict in ck.NUMERIC_RANGES.get(name, []):
+            bad[col] = (df[col] <= bound) if strict else (df[col] < bound)
+        bad["duplicate"] = df.drop(columns="dt").duplicated()
+        for col in ck.TEXT_COLUMNS.get(name, []):
+            bad[col + "_long"] = df[col].str.len() > vs.max_text_chars
+        for col, vocab in ck.CATEGORY_COLUMNS.get(name, {}).items():
+            bad[col + "_unknown"] = df[col].notna() & ~df[col].isin(vocab)
+        any_bad = bad.any(axis=1)
+        share = bad.mean()  # the pass/fail decision: any critical share above tolerance
+        _ = bool((share[["user_id_null", "ts_null", "ts_outside"]] > vs.critical_max_bad_fraction).any())
+        quarantined = df[any_bad].assign(reason=bad[any_bad].idxmax(axis=1))
+        base = Lake.run_dir(IV, "baseline", name)
+        lake.write_table(f"{base}/quarantine.parquet", pa.Table.from_pandas(quarantined, preserve_index=False))
+        lake.write_table(f"{base}/clean.parquet", pa.Table.from_pandas(df[~any_bad], preserve_index=False))
+        kept_rows[name] = int((~any_bad).sum())
+    return kept_rows
+
+
+# ---- measurement -------------------------------------------------------------------------------------------------
+def breakdown(lake: Lake, settings: Settings) -> dict[str, float]:
+    """One run of watch_events split into its parts (GX already imported)."""
+    gx, ctx = v._gx_context()
+    vs = settings.validation
+    t0 = time.perf_counter()
+    read = read_raw(lake, "watch_events", IV)
+    t1 = time.perf_counter()
+    checks = ck.row_checks("watch_events", IV, vs)
+    v._run_suites(gx, ctx, "watch_events", read.table, checks, vs)
+    t2 = time.perf_counter()
+    masks = {c.reason: ck.mask(c, read.table) for c in checks}
+    v.split_rows(read.table, masks)
+    t3 = time.perf_counter()
+    return {"rows": read.table.num_rows, "read_s": round(t1 - t0, 3), "gx_validate_s": round(t2 - t1, 3),
+            "arrow_masks_split_s": round(t3 - t2, 3)}
+
+
+def bench(repeats: int = 3, rows: int = 1_000_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        lake = build_lake(tmp, rows)
+        build_s = time.perf_counter() - t0
+        settings = Settings(lake=lake.uri)
+        t0 = time.perf_counter()
+        import great_expectations  # noqa: F401 - measured once: every process pays it on first validate
+
+        import_s = time.perf_counter() - t0
+        ours, base = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            summary = v.validate_interval(lake, IV, settings)
+            ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            kept = pandas_baseline(lake, settings)
+            base.append(time.perf_counter() - t0)
+        if kept["watch_events"] != summary["tables"]["watch_events"]["rows_kept"]:
+            raise RuntimeError(f"baseline kept {kept['watch_events']}, validate kept "
+                               f"{summary['tables']['watch_events']['rows_kept']}: not the same checks")
+        parts = breakdown(lake, settings)
+    ours_m, base_m = statistics.median(ours), statistics.median(base)
+    return {
+        "rows_watch_events": summary["tables"]["watch_events"]["rows_in"],
+        "rows_quarantined_watch_events": summary["tables"]["watch_events"]["rows_quarantined"],
+        "repeats": repeats, "validate_median_s": round(ours_m, 3), "pandas_baseline_median_s": round(base_m, 3),
+        "ratio_validate_over_baseline": round(ours_m / base_m, 2), "gx_import_s": round(import_s, 2),
+        "build_lake_s": round(build_s, 2), "watch_events_breakdown": parts,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench(int(sys.argv[1]) if len(sys.argv) > 1 else 3), indent=2))

@@ -1,0 +1,1 @@
+"""Data stages: read one interval's raw logs (`extract`), validate them (`validate`), build documents."""
