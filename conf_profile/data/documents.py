@@ -1,0 +1,413 @@
+"""One redacted, delimited, budgeted text document per user (format: docs/architecture.md, "Document format").
+
+Engine: pyarrow compute + numpy, no per-event Python. Each source becomes a table of candidate *items*
+(user code, priority rank, display position, formatted line) through hash aggregates, multi-key sorts and
+a per-user rank (top-k); the budget is a segmented cumulative sum; lines are joined per user with
+`binary_join` over list offsets. Users are integer codes into the sorted list of user ids, so every sort
+and segment is over integers.
+
+Budget (why "equal-rate filling"): every item of every section is ordered by the character offset at which
+it *ends* inside its own section (its section header included), and items are taken in that order while
+the document stays within `char_budget`. This is progressive filling: all non-empty sections grow at the
+same rate in characters, so a section gets min(what it needs, a fair share) and the share that short
+sections leave is used by long ones. Twelve long watch lines or four 200-char comments therefore cannot
+starve searches or purchases, unlike a fixed section order; unlike fixed per-section quotas no budget is
+wasted on sections that need less. An item that does not fit closes its section (items stay a
+most-informative-first prefix) and filling continues with the other sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conf_profile.config import DocumentSettings, Settings
+from conf_profile.data.redact import KINDS, decode, encode, prepare_codes, sanitize, sorted_codes, wrap
+from conf_profile.errors import LakeError
+from conf_profile.intervals import Interval
+from conf_profile.schema import DOCUMENT_SCHEMA, RAW_SCHEMAS
+from conf_profile.storage import Lake
+
+SECTIONS = ("profile", "watch", "searches", "comments", "purchases")
+EVENT_TABLES = ("watch_events", "searches", "comments", "purchases")
+HEADERS = [f"## {s}" for s in SECTIONS]
+
+# Watch engagement score = watch ratio in [0, 1] + bonuses. Explicit actions outweigh a full view: a like
+# or a share says more about taste than autoplay; a rewatch adds a little, capped so loops do not dominate.
+W_LIKED, W_SHARED, W_COMMENTED, W_REPEAT, MAX_REPEATS = 0.5, 0.75, 0.5, 0.25, 3
+
+# Profile fields: name -> (display position, budget priority). Structured declared fields are short and the
+# most informative, so they are kept first when the profile must be cut; the bio (where users disclose
+# things) comes next. Display order stays the documented one.
+PROFILE_FIELDS = {
+    "nickname": (0, 5), "bio": (1, 2), "declared_gender": (2, 0), "declared_age": (3, 1),
+    "device": (4, 4), "city": (5, 3),
+}
+
+
+@dataclass
+class Items:
+    """Candidate lines of one section: user code, priority rank (0 = most informative), display position."""
+
+    section: int
+    code: np.ndarray
+    rank: np.ndarray
+    pos: np.ndarray
+    line: pa.Array
+
+    @classmethod
+    def empty(cls, section: int) -> Items:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(section, z, z, z, pa.array([], pa.string()))
+
+
+class TextPrep:
+    """Prepares free-text columns (redact.prepare_codes) and keeps the redaction counts for the summary."""
+
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
+        self.counts = dict.fromkeys(KINDS, 0)
+
+    def codes(self, arr: pa.Array | pa.ChunkedArray, fold_case: bool = False) -> tuple[pa.Array, np.ndarray]:
+        """Sorted distinct prepared strings and each row's code into them (-1: nothing left)."""
+        values, codes, counts = prepare_codes(arr, self.max_chars, fold_case)
+        for k, v in counts.items():
+            self.counts[k] += v
+        return values, codes
+
+    def __call__(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+        return decode(*self.codes(arr))
+
+
+# ---- entry point ------------------------------------------------------------------------------------------
+def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
+    """Read the interval's clean tables, write runs/<interval>/documents, return the summary."""
+    cfg = settings.documents
+    tables = read_clean_tables(lake, interval)
+    users = user_index(tables)
+    tables, rows_without_user = attach_codes(tables, users)
+    prep = TextPrep(cfg.max_text_chars)
+    items = [
+        profile_items(tables["profiles"], prep, interval.end.year),
+        watch_items(tables["watch_events"], prep, cfg.max_watch_items),
+        search_items(tables["searches"], prep, cfg.max_searches),
+        comment_items(tables["comments"], prep, cfg.max_comments),
+        purchase_items(tables["purchases"], cfg.max_purchases),
+    ]
+    docs, stats = assemble(items, len(users), cfg.char_budget)
+    n_events = sum(np.bincount(tables[t]["code"].to_numpy(), minlength=len(users)) for t in EVENT_TABLES)
+    out = documents_table(users, docs, np.asarray(n_events, dtype=np.int64))
+    rel = Lake.run_dir(interval, "documents")
+    summary = summarize(out, cfg, stats, prep.counts, lake.uri_of(rel))
+    summary.update(interval=str(interval), users_seen=len(users), rows_without_user=rows_without_user,
+                   events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows)
+    lake.write_committed_table(rel, out, meta={k: v for k, v in summary.items() if k != "path"})
+    return summary
+
+
+def documents_table(users: pa.Array, docs: pa.Array, n_events: np.ndarray) -> pa.Table:
+    """DOCUMENT_SCHEMA rows for users whose document is not empty (users are already sorted)."""
+    docs = docs.cast(pa.string())
+    table = pa.table({"user_id": users, "document": docs, "n_events": n_events,
+                      "n_chars": pc.cast(pc.utf8_length(docs), pa.int64())}, schema=DOCUMENT_SCHEMA)
+    return table.filter(pc.greater(table["n_chars"], 0))
+
+
+def summarize(out: pa.Table, cfg: DocumentSettings, stats: dict, pii: dict[str, int], path: str) -> dict:
+    chars = out["n_chars"].to_numpy()
+    return {
+        "documents": out.num_rows,
+        "median_chars": int(np.median(chars)) if len(chars) else 0,
+        "max_chars": int(chars.max()) if len(chars) else 0,
+        "char_budget": cfg.char_budget,
+        "pii_redactions": sum(pii.values()),
+        "pii_by_kind": pii,
+        "sources": stats["sources"],
+        "truncated_users": stats["truncated_users"],
+        "path": path,
+    }
+
+
+# ---- input ------------------------------------------------------------------------------------------------
+def read_clean_tables(lake: Lake, interval: Interval) -> dict[str, pa.Table]:
+    """The validated tables, cast to the raw schemas; a clear error naming the fix when one is missing."""
+    missing = [t for t in RAW_SCHEMAS if not lake.is_committed(Lake.run_dir(interval, "clean", t))]
+    if missing:
+        raise LakeError(
+            f"No validated (clean) tables for {interval}: {', '.join(missing)} missing under "
+            f"{lake.uri_of(Lake.run_dir(interval, 'clean'))}.",
+            f"Run `conf-profile validate --interval {interval}` first.",
+        )
+    return {t: _read_clean(lake, interval, t) for t in RAW_SCHEMAS}
+
+
+def _read_clean(lake: Lake, interval: Interval, name: str) -> pa.Table:
+    schema = RAW_SCHEMAS[name]
+    rel = Lake.run_dir(interval, "clean", name)
+    table = lake.read_committed(rel)
+    if table.num_columns == 0:  # committed with no files: an empty table
+        return schema.empty_table()
+    absent = [c for c in schema.names if c not in table.column_names]
+    try:
+        if absent:
+            raise ValueError(f"missing columns {absent}")
+        return table.select(schema.names).cast(schema)
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise LakeError(
+            f"Clean table {lake.uri_of(rel)} does not match the {name} schema ({exc}).",
+            f"Rerun `conf-profile validate --interval {interval}` with this version of conf-profile.",
+        ) from None
+
+
+def user_index(tables: dict[str, pa.Table]) -> pa.Array:
+    """Sorted distinct user ids over all tables: the users that get a document."""
+    ids = pa.chunked_array([c for t in tables.values() for c in t["user_id"].chunks], pa.string())
+    uniq = pc.unique(ids).drop_null()
+    return uniq.take(pc.sort_indices(uniq))
+
+
+def attach_codes(tables: dict[str, pa.Table], users: pa.Array) -> tuple[dict[str, pa.Table], int]:
+    """Add `code` (position in `users`); rows without a user id cannot be attributed and are counted."""
+    out, dropped = {}, 0
+    for name, t in tables.items():
+        code = pc.index_in(t["user_id"], value_set=users)
+        keep = pc.is_valid(code)
+        dropped += t.num_rows - int(pc.sum(keep).as_py() or 0)
+        out[name] = t.append_column("code", pc.cast(code, pa.int64())).filter(keep)
+    return out, dropped
+
+
+# ---- per-user ranking -------------------------------------------------------------------------------------
+def group_starts(*keys: np.ndarray) -> np.ndarray:
+    """True where a run of equal keys begins (arrays already sorted by these keys)."""
+    n = len(keys[0])
+    start = np.zeros(n, dtype=bool)
+    if n:
+        start[0] = True
+        for k in keys:
+            start[1:] |= k[1:] != k[:-1]
+    return start
+
+
+def rank_in_group(start: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... inside each run that `start` marks."""
+    idx = np.arange(len(start))
+    return idx - np.maximum.accumulate(np.where(start, idx, 0))
+
+
+def top_k(table: pa.Table, order: list[tuple[str, str]], k: int) -> pa.Table:
+    """Sort by user code then `order`; keep the first k rows per user with their `rank`."""
+    table = table.sort_by([("code", "ascending"), *order])
+    rank = rank_in_group(group_starts(table["code"].to_numpy()))
+    keep = rank < k
+    return table.filter(pa.array(keep)).append_column("rank", pa.array(rank[keep]))
+
+
+def items_of(section: int, table: pa.Table, line: pa.Array) -> Items:
+    rank = table["rank"].to_numpy()
+    return Items(section, table["code"].to_numpy(), rank, rank, line)
+
+
+def masked(codes: np.ndarray) -> pa.Array:
+    """Codes as an Arrow column, -1 as null (so aggregates and group keys skip or group them as missing)."""
+    return pa.array(codes, mask=codes < 0)
+
+
+# ---- sections ---------------------------------------------------------------------------------------------
+def profile_items(t: pa.Table, prep: TextPrep, year: int) -> Items:
+    """Fields of each user's latest snapshot row in the interval."""
+    if t.num_rows == 0:
+        return Items.empty(0)
+    for name in ("nickname", "bio"):  # every snapshot row is redacted, so the PII counts cover all input
+        t = t.set_column(t.schema.get_field_index(name), name, prep(t[name]))
+    t = top_k(t, [("ts", "descending")], 1)
+    birth = t["declared_birth_year"].to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(invalid="ignore"):
+        age = year - birth
+    age_ok = np.isfinite(age) & (age > 0) & (age < 120)
+    values = {
+        "nickname": wrap(t["nickname"]),
+        "bio": wrap(t["bio"]),
+        "declared_gender": plain(t["declared_gender"]),
+        "declared_age": pa.array(np.where(age_ok, age, 0).astype(np.int64), mask=~age_ok).cast(pa.string()),
+        "device": plain(t["device_model"]),
+        "city": plain(t["ip_city"]),
+    }
+    code = t["code"].to_numpy()
+    parts = []
+    for name, value in values.items():
+        pos, rank = PROFILE_FIELDS[name]
+        ok = _arr(pc.fill_null(pc.greater(pc.utf8_length(value), 0), False))
+        line = _arr(pc.binary_join_element_wise(f"{name}: ", _arr(value).filter(ok), ""))
+        sel = code[ok.to_numpy(zero_copy_only=False)]
+        parts.append((sel, np.full(len(sel), rank), np.full(len(sel), pos), line))
+    return Items(0, *[np.concatenate([p[i] for p in parts]) for i in range(3)],
+                 pa.concat_arrays([p[3] for p in parts]))
+
+
+def watch_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
+    """One line per distinct video, ranked by engagement. Strings travel as sorted codes: grouping and
+    sorting 1M rows on integers is several times faster than on strings, and min(code) = min(string)."""
+    if t.num_rows == 0:
+        return Items.empty(1)
+    vids, vid = sorted_codes(*encode(t["video_id"]))
+    titles, title = prep.codes(t["video_title"])
+    cats, cat = plain_codes(t["video_category"])
+    g = pa.table({
+        "code": t["code"], "vid": masked(vid), "ratio": pa.array(watch_ratio(t), from_pandas=True),
+        "liked": t["liked"], "shared": t["shared"], "commented": t["commented"], "ts": t["ts"],
+        "title": masked(title), "cat": masked(cat),
+    }).group_by(["code", "vid"]).aggregate([
+        ("ratio", "max"), ("liked", "any"), ("shared", "any"), ("commented", "any"), ([], "count_all"),
+        ("ts", "max"), ("title", "min"), ("cat", "min"),
+    ])
+    flags = {f: pc.fill_null(g[f"{f}_any"], False).to_numpy(zero_copy_only=False) for f in ("liked", "shared", "commented")}
+    ratio = g["ratio_max"].to_numpy(zero_copy_only=False).astype(float)
+    views = g["count_all"].to_numpy()
+    score = (np.nan_to_num(ratio) + W_LIKED * flags["liked"] + W_SHARED * flags["shared"]
+             + W_COMMENTED * flags["commented"] + W_REPEAT * np.minimum(views - 1, MAX_REPEATS))
+    g = g.append_column("score", pa.array(score))
+    g = top_k(g, [("score", "descending"), ("ts_max", "descending"), ("vid", "ascending")], k)
+    return items_of(1, g, watch_lines(g, titles, cats))
+
+
+def watch_ratio(t: pa.Table) -> np.ndarray:
+    """watch_seconds / video_seconds clipped to [0, 1]; NaN where the video length is unknown or zero."""
+    w = t["watch_seconds"].to_numpy(zero_copy_only=False).astype(float)
+    v = t["video_seconds"].to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, np.clip(w / v, 0.0, 1.0), np.nan)
+
+
+def watch_lines(g: pa.Table, titles: pa.Array, cats: pa.Array) -> pa.Array:
+    """`- [category] ⟦title⟧ 87% liked shared commented`; unknown parts (nulls) are left out."""
+    none = pa.scalar(None, pa.string())
+    cat = pc.binary_join_element_wise("[", cats.take(g["cat_min"]), "]", "")
+    pct = pc.cast(pc.round(pc.multiply(g["ratio_max"], 100.0)), pa.int64())
+    pct = pc.binary_join_element_wise(pc.cast(pct, pa.string()), "%", "")
+    flags = [pc.if_else(pc.fill_null(g[f"{f}_any"], False), f, none) for f in ("liked", "shared", "commented")]
+    title = wrap(titles.take(g["title_min"]))
+    return pc.binary_join_element_wise("-", cat, title, pct, *flags, " ", null_handling="skip")
+
+
+def search_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
+    """Distinct queries (case-folded), most frequent, then most recent first."""
+    queries, q = prep.codes(t["query"], fold_case=True)
+    g = pa.table({"code": t["code"], "q": q, "ts": t["ts"]}).filter(pa.array(q >= 0))
+    g = g.group_by(["code", "q"]).aggregate([([], "count_all"), ("ts", "max")])
+    g = top_k(g, [("count_all", "descending"), ("ts_max", "descending"), ("q", "ascending")], k)
+    return items_of(2, g, pc.binary_join_element_wise("- ", wrap(queries.take(g["q"])), ""))
+
+
+def comment_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
+    """Distinct comments, most recent first, each already cut to `max_text_chars`."""
+    texts, x = prep.codes(t["text"])
+    g = pa.table({"code": t["code"], "x": x, "ts": t["ts"]}).filter(pa.array(x >= 0))
+    g = g.group_by(["code", "x"]).aggregate([("ts", "max")])
+    g = top_k(g, [("ts_max", "descending"), ("x", "ascending")], k)
+    return items_of(3, g, pc.binary_join_element_wise("- ", wrap(texts.take(g["x"])), ""))
+
+
+def purchase_items(t: pa.Table, k: int) -> Items:
+    """`- item_category price`, most expensive first (price says most about income and life stage)."""
+    price = t["price"].to_numpy(zero_copy_only=False).astype(float)
+    cats, cat = plain_codes(t["item_category"])
+    g = pa.table({"code": t["code"], "cat": cat, "price": t["price"], "ts": t["ts"]})
+    g = g.filter(pa.array(np.isfinite(price) & (price >= 0) & (cat >= 0)))
+    g = top_k(g, [("price", "descending"), ("ts", "descending"), ("cat", "ascending")], k)
+    return items_of(4, g, pc.binary_join_element_wise("- ", cats.take(g["cat"]), " ", money(g["price"]), ""))
+
+
+def money(price: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Two decimals ("35.50") without a Python format call per row."""
+    cents = np.rint(np.asarray(price.to_numpy(zero_copy_only=False), dtype=float) * 100).astype(np.int64)
+    whole = pa.array(cents // 100).cast(pa.string())
+    frac = pc.utf8_lpad(pa.array(cents % 100).cast(pa.string()), 2, "0")
+    return pc.binary_join_element_wise(whole, ".", frac, "")
+
+
+def _arr(x: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array (list offsets, masks and `concat_arrays` want arrays, not chunks)."""
+    if isinstance(x, pa.ChunkedArray):
+        return x.combine_chunks() if x.num_chunks else pa.array([], x.type)
+    return x
+
+
+def plain_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Platform fields (category, device, city) are not user text, so not wrapped or redacted, but still
+    sanitized so they stay on one line; sorted codes as in `redact.sorted_codes` (-1: null or empty)."""
+    dictionary, idx = encode(arr)
+    return sorted_codes(sanitize(dictionary), idx)
+
+
+def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`plain_codes` decoded to strings (null where empty)."""
+    return decode(*plain_codes(arr))
+
+
+# ---- budget and assembly ----------------------------------------------------------------------------------
+def select_within_budget(code: np.ndarray, sec: np.ndarray, rank: np.ndarray, cost: np.ndarray,
+                         limit: int) -> np.ndarray:
+    """Keep-mask by equal-rate filling (module docstring). Inputs sorted by (code, sec, rank); `cost`
+    includes each line's newline and, on a section's first item, its header line."""
+    end = segmented_cumsum(cost, group_starts(code, sec))
+    order = np.lexsort((rank, sec, end, code))
+    c, s, r, x = code[order], sec[order], rank[order], cost[order]
+    user_start = group_starts(c)
+    alive = np.ones(len(c), dtype=bool)
+    for _ in range(len(SECTIONS) + 1):  # each pass closes at least one section of every overflowing user
+        fail = alive & (segmented_cumsum(np.where(alive, x, 0), user_start) > limit)
+        if not fail.any():
+            break
+        first = np.flatnonzero(fail)
+        first = first[np.unique(c[first], return_index=True)[1]]
+        fsec = np.full(code.max() + 1, -1)
+        frank = np.zeros(code.max() + 1, dtype=np.int64)
+        fsec[c[first]], frank[c[first]] = s[first], r[first]
+        alive &= ~((s == fsec[c]) & (r >= frank[c]))
+    keep = np.zeros(len(code), dtype=bool)
+    keep[order] = alive
+    return keep
+
+
+def segmented_cumsum(x: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting where `start` is True."""
+    cs = np.cumsum(x)
+    if len(x) == 0:
+        return cs
+    gid = np.cumsum(start) - 1
+    return cs - (cs - x)[start][gid]
+
+
+def assemble(items: list[Items], n_users: int, budget: int) -> tuple[pa.Array, dict]:
+    """Apply the budget, add section headers, join each user's lines in section order."""
+    code = np.concatenate([i.code for i in items]).astype(np.int64)
+    sec = np.concatenate([np.full(len(i.code), i.section) for i in items]).astype(np.int64)
+    rank = np.concatenate([i.rank for i in items]).astype(np.int64)
+    pos = np.concatenate([i.pos for i in items]).astype(np.int64)
+    line = pa.concat_arrays([_arr(i.line).cast(pa.large_string()) for i in items])  # > 2 GiB of lines is fine
+    order = np.lexsort((rank, sec, code))
+    code, sec, rank, pos = code[order], sec[order], rank[order], pos[order]
+    line = line.take(pa.array(order))
+    head = group_starts(code, sec)
+    header_cost = np.array([len(h) + 1 for h in HEADERS])
+    cost = pc.utf8_length(line).to_numpy().astype(np.int64) + 1 + np.where(head, header_cost[sec], 0)
+    keep = select_within_budget(code, sec, rank, cost, budget + 1) if len(code) else np.zeros(0, bool)
+    shown = head & keep  # a section's first item is kept iff the section appears
+    all_code = np.concatenate([code[keep], code[shown]])
+    all_sec = np.concatenate([sec[keep], sec[shown]])
+    all_pos = np.concatenate([pos[keep], np.full(int(shown.sum()), -1)])
+    headers = pa.array(HEADERS, pa.large_string()).take(pa.array(sec[shown]))
+    all_line = pa.concat_arrays([line.filter(pa.array(keep)), headers])
+    final = np.lexsort((all_pos, all_sec, all_code))
+    offsets = np.searchsorted(all_code[final], np.arange(n_users + 1)).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), all_line.take(pa.array(final)))
+    docs = pc.binary_join(lists, pa.scalar("\n", pa.large_string()))
+    stats = {
+        "sources": {s: int(np.sum(sec[shown] == i)) for i, s in enumerate(SECTIONS)},
+        "truncated_users": int(len(np.unique(code[~keep]))),
+    }
+    return docs, stats
