@@ -1,0 +1,1 @@
+"""Teacher backends: lexicon (CPU), openai (any OpenAI-compatible server), vllm (offline GPU), hf (local)."""
