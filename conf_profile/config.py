@@ -183,6 +183,7 @@ class ComputeSettings(BaseModel):
     secret_name: str = "conf-profile-credentials"
     secret_env: dict[str, str] = Field(default_factory=lambda: {
         "AWS_ACCESS_KEY_ID": "s3-access-key", "AWS_SECRET_ACCESS_KEY": "s3-secret-key"})
+    env_secret: str | None = None  # a Secret whose keys are env var names, passed whole (envFrom)
     service_account: str | None = None
     pod_cpu: str = "8"
     pod_memory: str = "64Gi"

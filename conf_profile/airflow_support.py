@@ -1,0 +1,165 @@
+"""Glue between Airflow and `conf_profile.pipeline`, so that the DAG files stay wiring only.
+
+Imported at DAG parse time: keep it light (no pipeline, MLflow, torch or pyarrow imports at module level).
+- `run_stage` calls a pipeline function with the run's data interval, run id and Params, and maps errors to
+  Airflow's vocabulary: a skipped or unavailable stage -> skip; bad data / bad configuration -> fail without
+  retry; anything else -> an ordinary failure (retried where the task has retries).
+- `training_pod` builds the KubernetesPodOperator of one training stage (kubernetes compute mode).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from conf_profile.config import Settings
+
+# Same order as conf_profile.pipeline.STAGES (a test keeps them equal; importing the pipeline here would
+# pull pyarrow into every DAG parse).
+STAGES = ("validate", "documents", "label", "aggregate", "train_sft", "train_rl", "evaluate", "register", "promote")
+OWNER = "conf-profile"
+TAGS = ["conf-profile", "mlops"]
+START_DATE = datetime(2026, 1, 5)  # a Monday; catchup is off, older weeks are explicit backfills
+VALIDATED_WEEK = "conf-profile://validated-week"
+REGISTERED_MODEL = "conf-profile://registered-model"
+_STAGE_OF = {"extract_validate": "validate", "build_documents": "documents", "plan_label_shards": "label",
+             "label_shard": "label", "record_training": "train"}
+PARAM_KEYS = ("teachers", "shards", "student", "sft_epochs", "rl_steps", "stop_after", "force_promote")
+
+
+def dag_settings() -> Settings:
+    """The settings the DAG files read at parse time (CONF_PROFILE_CONFIG + env)."""
+    return Settings.load()
+
+
+def default_args(settings: Settings) -> dict[str, Any]:
+    c = settings.compute
+    return {
+        "owner": OWNER,
+        "depends_on_past": False,
+        "retries": c.retries,
+        "retry_delay": timedelta(seconds=c.retry_delay_s),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=c.max_retry_delay_s),
+    }
+
+
+def interval_of(context: Any) -> str:
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None:
+        raise ValueError("This DAG run has no data interval; trigger it with a logical date.")
+    return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+
+
+def overrides_of(context: Any) -> dict[str, Any]:
+    params = context.get("params") or {}
+    return {k: params.get(k) for k in PARAM_KEYS if k in params}
+
+
+def run_stage(name: str, *, with_interval: bool = True, **kwargs: Any) -> Any:
+    """Call `conf_profile.pipeline.<name>` for the current task (see the module docstring)."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from conf_profile import pipeline
+    from conf_profile.errors import ConfigError, TaxonomyError, ValidationFailed
+    from conf_profile.registry.promotion import PromotionError
+
+    context = get_current_context()
+    call: dict[str, Any] = {"dag_run_id": context["run_id"], **kwargs}
+    if with_interval:
+        call["interval"] = interval_of(context)
+        call.setdefault("overrides", overrides_of(context))
+    stage = _STAGE_OF.get(name, name)
+    try:
+        return getattr(pipeline, name)(**call)
+    except (pipeline.StageSkipped, pipeline.StageUnavailable, pipeline.NothingToDo) as exc:
+        pipeline._emit(stage, "skipped", {"error": str(exc)})
+        raise AirflowSkipException(str(exc)) from None
+    except (ValidationFailed, ConfigError, TaxonomyError, PromotionError) as exc:
+        pipeline._emit(stage, "failed", {"error": str(exc)})
+        raise AirflowFailException(str(exc)) from exc
+    except Exception as exc:
+        pipeline._emit(stage, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def on_dag_failure(context: Any) -> None:
+    """DAG failure callback: mark the run's MLflow parent run FAILED (best effort)."""
+    try:
+        from conf_profile import pipeline
+
+        pipeline.mark_failed(context["run_id"])
+    except Exception:  # noqa: BLE001 - a callback must never raise
+        import logging
+
+        logging.getLogger("conf_profile.airflow").warning("could not mark the MLflow run failed", exc_info=True)
+
+
+# ---- kubernetes compute mode ------------------------------------------------------------------------------
+INTERVAL_TEMPLATE = ("{{ data_interval_start.strftime('%Y-%m-%d') }}..{{ data_interval_end.strftime('%Y-%m-%d') }}")
+
+
+def train_command(stage: str, settings: Settings) -> list[str]:
+    """`accelerate launch --config_file <root>/<zero2>.yaml --num_processes N -m conf_profile.cli train <stage>
+    --interval <templated> --lake <uri> --json` (the arguments after `accelerate`)."""
+    c = settings.compute
+    args = ["launch", "--config_file", f"{c.accelerate_config_root.rstrip('/')}/{c.accelerate_config}.yaml",
+            "--num_processes", str(c.gpus), "-m", "conf_profile.cli", "train", stage,
+            "--interval", INTERVAL_TEMPLATE, "--json"]
+    if settings.lake:  # else the pod's settings file (or env) names the lake
+        args += ["--lake", settings.lake]
+    return args
+
+
+def training_pod(stage: str, settings: Settings, **kwargs: Any):
+    """KubernetesPodOperator for SFT or GRPO on GPU nodes (deferrable: the worker slot is freed while the pod
+    runs). Settings reach the pod as the mounted settings file plus the run's Params as env overrides;
+    credentials come from the Secret."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    c = settings.compute
+    env = [
+        k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
+        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__STUDENT", value="{{ params.student }}"),
+        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__SFT_EPOCHS", value="{{ params.sft_epochs }}"),
+        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__RL_STEPS", value="{{ params.rl_steps }}"),
+    ]
+    env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
+        secret_key_ref=k8s.V1SecretKeySelector(name=c.secret_name, key=key, optional=True)))
+        for var, key in c.secret_env.items()]
+    volumes, mounts = [], []
+    if c.settings_config_map:
+        env.append(k8s.V1EnvVar(name="CONF_PROFILE_CONFIG", value=c.settings_mount_path))
+        volumes.append(k8s.V1Volume(name="conf-profile-settings",
+                                    config_map=k8s.V1ConfigMapVolumeSource(name=c.settings_config_map)))
+        mounts.append(k8s.V1VolumeMount(name="conf-profile-settings", mount_path=c.settings_mount_path,
+                                        sub_path="config.yaml", read_only=True))
+    resources = k8s.V1ResourceRequirements(
+        limits={"nvidia.com/gpu": str(c.gpus), "cpu": c.pod_cpu, "memory": c.pod_memory},
+        requests={"cpu": c.pod_cpu, "memory": c.pod_memory},
+    )
+    tolerations = [k8s.V1Toleration(**t) for t in c.tolerations]
+    return KubernetesPodOperator(
+        task_id=f"train_{stage}",
+        name=f"conf-profile-train-{stage}",
+        namespace=c.namespace,
+        image=c.trainer_image,
+        cmds=["accelerate"],
+        arguments=train_command(stage, settings),
+        env_vars=env,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=c.env_secret))] if c.env_secret else [],
+        container_resources=resources,
+        node_selector=dict(c.node_selector),
+        tolerations=tolerations,
+        volumes=volumes,
+        volume_mounts=mounts,
+        service_account_name=c.service_account,
+        labels={"app.kubernetes.io/name": "conf-profile", "conf-profile/stage": stage},
+        startup_timeout_seconds=c.pod_startup_timeout_s,
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",
+        deferrable=True,
+        **kwargs,
+    )
