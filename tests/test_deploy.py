@@ -634,10 +634,15 @@ def test_rendered_components_follow_the_values(rendered: dict) -> None:
                     ref = env.get("valueFrom", {}).get("secretKeyRef")
                     if ref:
                         assert ref["name"] == secret, (case, name, env["name"])
-                if not name.endswith("bucket-init") and container in spec["containers"]:
+                is_job = name.endswith(("bucket-init", "airflow-pools"))
+                if not is_job and container in spec["containers"]:
                     assert "readinessProbe" in container and "livenessProbe" in container, (case, name)
         job = kinds.get(("Job", "test-release-bucket-init"))
         assert job and "post-install" in job["metadata"]["annotations"]["helm.sh/hook"], case
+        pools = kinds.get(("Job", "test-release-airflow-pools"))
+        assert (pools is not None) == vals["subcharts"]["airflow"]["enabled"], case
+        if pools:
+            assert "pools set conf_profile_promote 1" in pools["spec"]["template"]["spec"]["containers"][0]["args"][0]
 
 
 def test_rendered_vllm_runs_on_gpu_nodes(rendered: dict) -> None:
