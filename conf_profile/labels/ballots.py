@@ -1,0 +1,286 @@
+"""Teacher answers encoded as integer arrays, so every vote is a handful of numpy reductions.
+
+Why a global column layout: each (attribute, class) pair gets one column of a flat `n_users x n_cols`
+matrix (single-label attributes first, then multi-label ones), so one `np.bincount` scores every user,
+attribute and class at once, and per-attribute reductions are `ufunc.reduceat` over column segments.
+Multi-label answers are also kept as bitmasks (bit k = class k of the attribute) so "same set?" is one
+integer comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conf_profile.config import TeacherSpec
+from conf_profile.taxonomy import Taxonomy
+
+_SEP = "\x1f"
+MAX_MULTI_CLASSES = 62  # bitmasks are int64
+
+
+@dataclass
+class Layout:
+    """Column layout of a taxonomy: single-label attributes first, then multi-label ones."""
+
+    taxonomy: Taxonomy
+    attributes: list[str] = field(init=False)  # vote order (singles, then multis)
+    is_multi: np.ndarray = field(init=False)  # (A,) bool
+    offsets: np.ndarray = field(init=False)  # (A + 1,) first column of each attribute
+    col_attr: np.ndarray = field(init=False)  # (n_cols,) attribute index of each column
+    col_class: np.ndarray = field(init=False)  # (n_cols,) class index within its attribute
+    n_single_cols: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        attrs = self.taxonomy.single + self.taxonomy.multi
+        for a in self.taxonomy.multi:
+            if len(a.classes) > MAX_MULTI_CLASSES:
+                raise ValueError(f"multi-label attribute {a.name} has more than {MAX_MULTI_CLASSES} classes")
+        self.attributes = [a.name for a in attrs]
+        self.is_multi = np.array([a.is_multi for a in attrs], dtype=bool)
+        sizes = np.array([len(a.classes) for a in attrs], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.col_attr = np.repeat(np.arange(len(attrs)), sizes)
+        self.col_class = np.arange(int(sizes.sum())) - self.offsets[self.col_attr]
+        self.n_single_cols = int(sizes[~self.is_multi].sum())
+
+    @property
+    def n_attrs(self) -> int:
+        return len(self.attributes)
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def single_idx(self) -> np.ndarray:
+        return np.flatnonzero(~self.is_multi)
+
+    @property
+    def multi_idx(self) -> np.ndarray:
+        return np.flatnonzero(self.is_multi)
+
+    def classes(self, attr_idx: int) -> list[str]:
+        return self.taxonomy.attribute(self.attributes[attr_idx]).classes
+
+    def keys(self) -> list[str]:
+        """`attribute<US>class` for every column, in column order (lookup keys for encoding)."""
+        return [f"{a}{_SEP}{c}" for i, a in enumerate(self.attributes) for c in self.classes(i)]
+
+
+@dataclass
+class Ballots:
+    """Valid teacher answers, one entry per (user, teacher sample, attribute) row."""
+
+    layout: Layout
+    users: pa.Array  # (n_users,) string, sorted; row index u refers to it
+    teachers: list[str]  # teacher ids; `teacher` indexes it
+    u: np.ndarray  # (n,) int64 user index
+    a: np.ndarray  # (n,) int16 attribute index (layout order)
+    col: np.ndarray  # (n,) int32 global column of a single-label answer; -1 = unknown or multi row
+    mask: np.ndarray  # (n,) int64 bitmask of a multi-label answer (0 for single rows)
+    abstain: np.ndarray  # (n,) bool: "unknown" (single) or ["unknown"] (multi)
+    conf: np.ndarray  # (n,) float64 in [0, 1]
+    weight: np.ndarray  # (n,) float64 teacher weight / samples of that teacher
+    share: np.ndarray  # (n,) float32 1 / samples of that teacher (plain majority weight)
+    teacher: np.ndarray  # (n,) int16
+    sample: np.ndarray  # (n,) int32
+    pair_row: np.ndarray  # flattened multi-label labels: answer row ...
+    pair_col: np.ndarray  # ... and the global column of that label
+    rationale: pa.Array | None = None  # (n,) string, kept only when asked for
+    excluded_error: dict[str, int] = field(default_factory=dict)  # rows with `error` set, by teacher
+    excluded_invalid: dict[str, int] = field(default_factory=dict)  # malformed rows, by teacher
+    excluded_unknown_user: dict[str, int] = field(default_factory=dict)  # users outside the index (no document)
+    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # index arrays, weight-independent
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    def index(self, name: str) -> np.ndarray:
+        """Flat bin indices reused by every vote (so LOTO's many votes do not rebuild them):
+        "cell": user x column of single-label answers that voted (abstainers, multi rows -> the spare last
+        bin); "group": user x attribute of every answer; "pair_cell": user x column of multi-label labels."""
+        if name not in self.cache:
+            n_cols, n_attrs = self.layout.n_cols, self.layout.n_attrs
+            if name == "cell":
+                ok = ~self.abstain & (self.col >= 0)
+                self.cache[name] = np.where(ok, self.u * n_cols + self.col, self.n_users * n_cols)
+            elif name == "group":
+                self.cache[name] = self.u * n_attrs + self.a
+            elif name == "pair_cell":
+                self.cache[name] = self.u[self.pair_row] * n_cols + self.pair_col
+            else:
+                raise KeyError(name)
+        return self.cache[name]
+
+    @property
+    def is_multi_row(self) -> np.ndarray:
+        return self.layout.is_multi[self.a]
+
+
+def _dict_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary-encode once (one hash pass), so every later lookup works on the few distinct values
+    instead of every row. Returns (row codes, -1 for null; the distinct values)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(pc.cast(arr, pa.string()))
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, enc.dictionary
+
+
+def _lookup(values: pa.Array, targets: pa.Array) -> np.ndarray:
+    """Position of each of `values` in `targets`, -1 when absent."""
+    idx = pc.index_in(values, value_set=targets).to_numpy(zero_copy_only=False)
+    return np.nan_to_num(idx.astype(float), nan=-1).astype(np.int32)
+
+
+def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | None = None,
+           users: pa.Array | list[str] | None = None, keep_rationale: bool = False) -> Ballots:
+    """Encode TEACHER_OUTPUT_SCHEMA rows. Rows with `error` set are excluded and counted by teacher; rows
+    that are malformed anyway (attribute or label outside the taxonomy, several labels for a single-label
+    attribute, missing confidence) are excluded and counted separately. `users` fixes the user index
+    (e.g. every user with a document); by default it is the sorted set of users in `table`."""
+    layout = Layout(taxonomy)
+    table = table.combine_chunks()
+    n = table.num_rows
+    t_code, t_dict = _dict_codes(table["teacher_id"])
+    t_names_all = t_dict.to_pylist()
+    err_rows = pc.is_valid(table["error"]).to_numpy(zero_copy_only=False)
+
+    # ---- labels -> global columns: lookups on the distinct (attribute, label) values only ----
+    a_code, a_dict = _dict_codes(table["attribute"])
+    a_map = np.append(_lookup(a_dict, pa.array(layout.attributes)), -1)  # index -1 (null) -> -1
+    a_idx = a_map[a_code]
+    a_ok = a_idx >= 0
+    a_idx = np.maximum(a_idx, 0)
+    labels = table["label"].combine_chunks()
+    lens = pc.fill_null(pc.list_value_length(labels), 0).to_numpy(zero_copy_only=False)
+    parent = pc.list_parent_indices(labels).to_numpy(zero_copy_only=False)
+    l_code, l_dict = _dict_codes(pc.list_flatten(labels))
+    l_names = l_dict.to_pylist()
+    unknown_code = l_names.index(taxonomy.unknown) if taxonomy.unknown in l_names else -2
+    key_col = {k: i for i, k in enumerate(layout.keys())}
+    lut = np.array([[key_col.get(f"{a}{_SEP}{v}", -1) for v in l_names] + [-1] for a in layout.attributes],
+                   dtype=np.int32).reshape(layout.n_attrs, len(l_names) + 1)
+    col_flat = lut[a_idx[parent], l_code]  # l_code -1 (null) hits the trailing -1 column
+    is_unknown_flat = l_code == unknown_code
+    bad_flat = (col_flat < 0) & ~is_unknown_flat
+
+    bad = np.zeros(n, dtype=bool)
+    bad[parent[bad_flat]] = True
+    n_unknown = np.bincount(parent[is_unknown_flat], minlength=n)
+    multi = layout.is_multi[a_idx] & a_ok
+    conf = pc.fill_null(pc.cast(table["confidence"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    bad |= ~a_ok | np.isnan(conf) | (t_code < 0)
+    bad |= ~multi & (lens != 1)  # single-label: exactly one label (a class or "unknown")
+    bad |= multi & (n_unknown > 0) & (lens != 1)  # multi: ["unknown"] alone, or classes only
+    invalid = bad & ~err_rows
+    keep = ~bad & ~err_rows
+
+    abstain = n_unknown > 0
+    col = np.full(n, -1, dtype=np.int32)
+    single_flat = ~multi[parent] & ~is_unknown_flat
+    col[parent[single_flat]] = col_flat[single_flat]
+    mask = np.zeros(n, dtype=np.int64)
+    multi_flat = multi[parent] & ~is_unknown_flat & ~bad_flat
+    bits = np.left_shift(np.int64(1), layout.col_class[col_flat[multi_flat]].astype(np.int64))
+    np.bitwise_or.at(mask, parent[multi_flat], bits)
+    # One pair per distinct (row, label): duplicated labels in a list count once.
+    pr, pcl = parent[multi_flat], col_flat[multi_flat]
+    if len(pr):
+        uniq = np.unique(pr.astype(np.int64) * layout.n_cols + pcl)
+        pr, pcl = uniq // layout.n_cols, uniq % layout.n_cols
+    del parent, l_code, col_flat, is_unknown_flat, bad_flat, single_flat, multi_flat, bits, n_unknown
+
+    # ---- users, teachers, weights ----
+    u_code, u_dict = _dict_codes(table["user_id"])
+    if users is None:
+        seen = np.zeros(len(u_dict) + 1, dtype=bool)
+        seen[u_code[keep]] = True
+        users_arr = u_dict.filter(pa.array(seen[:-1])) if len(u_dict) else pa.array([], pa.string())
+    else:
+        users_arr = pa.array(users, pa.string()) if not isinstance(users, pa.Array) else pc.cast(users, pa.string())
+        users_arr = pc.unique(users_arr)
+    users_arr = users_arr.take(pc.sort_indices(users_arr))
+    u_idx = np.append(_lookup(u_dict, users_arr), -1)[u_code]
+    del u_code
+    outside = keep & (u_idx < 0)  # answers for users outside the given index are not voted on
+    keep &= ~outside
+
+    spec_order = [t.name for t in teachers or []]
+    kept_t = np.flatnonzero(np.bincount(t_code[keep] + 1, minlength=len(t_names_all) + 1)[1:])
+    seen_t = sorted({t_names_all[i] for i in kept_t} - set(spec_order))
+    teacher_names = spec_order + seen_t
+    t_map = np.append(_lookup(t_dict, pa.array(teacher_names, pa.string())), -1)
+    t_idx = np.maximum(t_map[t_code], 0)
+    sample = pc.fill_null(pc.cast(table["sample_idx"], pa.int32()), 0).to_numpy(zero_copy_only=False)
+    # Samples of one teacher share its vote: a teacher sampled 5 times must not outvote 4 others.
+    n_samples = np.ones(len(teacher_names), dtype=np.float64)
+    if keep.any():
+        span = int(sample[keep].max()) + 1
+        used = np.bincount(t_idx[keep] * span + sample[keep], minlength=len(teacher_names) * span) > 0
+        n_samples = np.maximum(used.reshape(len(teacher_names), span).sum(axis=1), 1)
+    spec_w = {t.name: float(t.weight) for t in teachers or []}
+    tw = np.array([spec_w.get(t, 1.0) for t in teacher_names], dtype=np.float64)
+
+    idx = np.flatnonzero(keep)
+    remap = np.cumsum(keep, dtype=np.int64) - 1
+    pair_keep = keep[pr]
+    t_k = t_idx[idx]
+    return Ballots(
+        layout=layout, users=users_arr, teachers=teacher_names,
+        # narrow dtypes where values are small: 40M answers must fit in memory with room for the votes
+        u=u_idx[idx].astype(np.int64), a=a_idx[idx].astype(np.int16), col=col[idx].astype(np.int32), mask=mask[idx],
+        abstain=abstain[idx], conf=np.clip(conf[idx], 0.0, 1.0), weight=tw[t_k] / n_samples[t_k],
+        share=(1.0 / n_samples[t_k]).astype(np.float32), teacher=t_k.astype(np.int16),
+        sample=sample[idx].astype(np.int32),
+        pair_row=remap[pr[pair_keep]], pair_col=pcl[pair_keep],
+        rationale=(pc.cast(table["rationale"], pa.string()).combine_chunks().take(pa.array(idx))
+                   if keep_rationale else None),
+        excluded_error=_counts(t_names_all, t_code, err_rows),
+        excluded_invalid=_counts(t_names_all, t_code, invalid),
+        excluded_unknown_user=_counts(t_names_all, t_code, outside),
+    )
+
+
+def _counts(names: list[str], codes: np.ndarray, rows: np.ndarray) -> dict[str, int]:
+    """Rows per teacher (null teacher ids count under "null")."""
+    c = np.bincount(codes[rows] + 1, minlength=len(names) + 1)
+    out = {names[i - 1]: int(c[i]) for i in np.flatnonzero(c) if i > 0}
+    if c[0]:
+        out["null"] = int(c[0])
+    return out
+
+
+def encode_labels(table: pa.Table, layout: Layout, users: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A (user_id, attribute, label) table (e.g. GOLD_SCHEMA) in the vote's coding: (U, A) codes (class
+    index or -1 for single-label attributes, bitmask for multi-label ones) and a (U, A) "has a label" mask.
+    Rows for other users, other attributes or labels outside the taxonomy are ignored."""
+    n_users, n_attrs = len(users), layout.n_attrs
+    code = np.where(layout.is_multi[None, :], 0, -1) * np.ones((n_users, 1), dtype=np.int64)
+    present = np.zeros((n_users, n_attrs), dtype=bool)
+    if table.num_rows == 0:
+        return code, present
+    table = table.combine_chunks()
+    u = pc.index_in(pc.cast(table["user_id"], pa.string()), value_set=users).to_numpy(zero_copy_only=False)
+    attr = pc.cast(table["attribute"], pa.string())
+    a = pc.index_in(attr, value_set=pa.array(layout.attributes)).to_numpy(zero_copy_only=False)
+    ok = ~np.isnan(u.astype(float)) & ~np.isnan(a.astype(float))
+    u = np.nan_to_num(u.astype(float), nan=0).astype(np.int64)
+    a = np.nan_to_num(a.astype(float), nan=0).astype(np.int64)
+    labels = table["label"].combine_chunks()
+    parent = pc.list_parent_indices(labels).to_numpy(zero_copy_only=False).astype(np.int64)
+    key = pc.binary_join_element_wise(attr.take(pa.array(parent)), pc.list_flatten(labels), _SEP)
+    col = pc.index_in(key, value_set=pa.array(layout.keys())).to_numpy(zero_copy_only=False).astype(float)
+    good = ~np.isnan(col) & ok[parent]
+    col = np.nan_to_num(col, nan=0).astype(np.int64)
+    present[u[ok], a[ok]] = True
+    pu, pa_, pcol = u[parent[good]], a[parent[good]], col[good]
+    multi = layout.is_multi[pa_]
+    code[pu[~multi], pa_[~multi]] = layout.col_class[pcol[~multi]]
+    np.bitwise_or.at(code, (pu[multi], pa_[multi]), np.left_shift(np.int64(1), layout.col_class[pcol[multi]]))
+    return code, present

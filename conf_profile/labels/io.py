@@ -1,0 +1,61 @@
+"""Reading Stage 1 inputs from the lake: committed teacher shards and the documents."""
+
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow as pa
+
+from conf_profile.errors import LakeError
+from conf_profile.intervals import Interval
+from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
+from conf_profile.storage import Lake
+
+
+def teacher_dir(interval: Interval) -> str:
+    return Lake.run_dir(interval, "teachers")
+
+
+def read_teacher_outputs(lake: Lake, interval: Interval, shards: int | None = None) -> tuple[pa.Table, dict]:
+    """All committed shards of all teachers, as one TEACHER_OUTPUT_SCHEMA table.
+
+    A shard folder without a manifest (a labelling run did not finish), or, when `shards` is given, a
+    missing shard-<i> of a teacher that has outputs, would silently drop users: both are errors naming
+    the shards."""
+    root = teacher_dir(interval)
+    teachers = [t for t in lake.listdir(root) if not t.startswith((".", "_"))]
+    tables: list[pa.Table] = []
+    n_shards: dict[str, int] = {}
+    unfinished: list[str] = []
+    for t in teachers:
+        present = sorted(s for s in lake.listdir(posixpath.join(root, t)) if s.startswith("shard-"))
+        if shards is not None:  # exactly shard-0 .. shard-(n-1): stale higher shards would double-count users
+            unfinished += [f"{t}/shard-{i}" for i in range(shards) if f"shard-{i}" not in present]
+            present = [f"shard-{i}" for i in range(shards) if f"shard-{i}" in present]
+        for shard in present:
+            rel = posixpath.join(root, t, shard)
+            if not lake.is_committed(rel):
+                unfinished.append(f"{t}/{shard}")
+                continue
+            tab = lake.read_committed(rel)
+            if tab.num_rows:
+                tables.append(tab.select([f.name for f in TEACHER_OUTPUT_SCHEMA]).cast(TEACHER_OUTPUT_SCHEMA))
+            n_shards[t] = n_shards.get(t, 0) + 1
+    if unfinished:
+        raise LakeError(
+            f"Teacher output shards missing or without a manifest under {lake.uri_of(root)}: "
+            f"{', '.join(unfinished[:10])} (a labelling run did not finish).",
+            f"Rerun `conf-profile label --interval {interval}` (it resumes), then aggregate again.",
+        )
+    if not tables:
+        raise LakeError(f"No committed teacher outputs under {lake.uri_of(root)}.",
+                        f"Run `conf-profile label --interval {interval}` first.")
+    return pa.concat_tables(tables), {"teachers": sorted(n_shards), "shards": n_shards}
+
+
+def read_documents(lake: Lake, interval: Interval) -> pa.Table:
+    rel = Lake.run_dir(interval, "documents")
+    if not lake.is_committed(rel):
+        raise LakeError(f"No committed documents at {lake.uri_of(rel)}.",
+                        f"Run `conf-profile documents --interval {interval}` first.")
+    return lake.read_committed(rel, columns=["user_id", "document"])

@@ -1,0 +1,155 @@
+"""Confidence-weighted voting (method.md, Stage 1 step 3), vectorised over users, attributes and classes.
+
+score(v) = sum_k w_k c_k 1[y_k = v]; y = argmax; ties -> the class with the higher max confidence, then
+unknown. Aggregated confidence c = score(y) / (sum over voters of w_k c_k + lambda * sum over abstainers of
+w_k c_k), lambda = `unknown_weight` (default 1: the formula read literally, every answer counts; see
+docs/labels.md for why). All-unknown -> unknown with confidence 0.
+Multi-label: each label is present when its weighted share (same denominator) >= threshold; the
+confidence is the weighted share of answers whose whole set equals the voted set.
+`majority` is the same vote with every teacher counting 1 (samples of a teacher share it), no confidences,
+and ties -> unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from conf_profile.labels.ballots import Ballots
+
+Method = Literal["majority", "weighted"]
+_TIE_EPS = 1e-7
+
+
+@dataclass
+class VoteResult:
+    """Per (user, attribute) decisions, attributes in `Layout.attributes` order."""
+
+    label: np.ndarray  # (U, A) int64: single -> class index within the attribute, -1 = unknown; multi -> bitmask
+    confidence: np.ndarray  # (U, A) float64; 0 where the answer is unknown
+    n_voters: np.ndarray  # (U, A) int64 answers that were not unknown
+    scores: np.ndarray | None  # (U, n_cols) sum of w*c per class column (None once no longer needed)
+    denom: np.ndarray  # (U, A) the confidence denominator
+
+
+def answer_weights(b: Ballots, method: Method) -> tuple[np.ndarray, np.ndarray]:
+    """(vote weight, tie-break confidence) per answer row."""
+    if method == "majority":
+        return b.share, np.zeros_like(b.conf)
+    if method == "weighted":
+        return b.weight * b.conf, b.conf
+    raise ValueError(f"unknown vote method {method!r}")
+
+
+def vote(b: Ballots, method: Method = "weighted", threshold: float = 0.5, unknown_weight: float = 1.0,
+         rows: np.ndarray | None = None) -> VoteResult:
+    """Vote over the answer rows selected by `rows` (a boolean mask; default all), e.g. all teachers but one.
+    Deselected rows get weight 0 instead of being copied out, so LOTO's votes reuse the cached bin indices."""
+    lay = b.layout
+    n_users, n_attrs, n_cols, ns = b.n_users, lay.n_attrs, lay.n_cols, lay.n_single_cols
+    wc, tie_conf = answer_weights(b, method)
+    on = np.ones(len(b.u), dtype=bool) if rows is None else rows
+    voter = on & ~b.abstain
+    w_vote = np.where(voter, wc, 0.0)
+
+    # Scores of every (user, class column): single-label answers, then each label of multi-label answers.
+    cell = b.index("cell")  # abstainers and multi-label rows fall into the spare last bin
+    scores = np.bincount(cell, weights=w_vote, minlength=n_users * n_cols + 1)[:-1]
+    if len(b.pair_row):
+        scores += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
+    scores = scores.reshape(n_users, n_cols)
+
+    group = b.index("group")
+    denom = np.bincount(group, weights=w_vote, minlength=n_users * n_attrs)
+    if unknown_weight:
+        w_abst = np.where(on & b.abstain, wc, 0.0)
+        denom = denom + unknown_weight * np.bincount(group, weights=w_abst, minlength=n_users * n_attrs)
+    denom = denom.reshape(n_users, n_attrs)
+    n_voters = np.bincount(group, weights=voter, minlength=n_users * n_attrs).reshape(n_users, n_attrs)
+    n_voters = n_voters.astype(np.int64)
+
+    label = np.zeros((n_users, n_attrs), dtype=np.int64)
+    conf = np.zeros((n_users, n_attrs), dtype=np.float64)
+    si, mi = lay.single_idx, lay.multi_idx
+    if len(si):
+        def maxc_for(users: np.ndarray) -> np.ndarray:
+            """Max confidence per (user, column) for the tie rule, only for `users` (rows with a tie);
+            -1 marks cells nobody voted for."""
+            pos = np.full(n_users, -1, dtype=np.int64)
+            pos[users] = np.arange(len(users))
+            sel = voter & (b.col >= 0) & (pos[b.u] >= 0)
+            maxc = np.full(len(users) * n_cols, -1.0)
+            np.maximum.at(maxc, pos[b.u[sel]] * n_cols + b.col[sel], tie_conf[sel])
+            return maxc.reshape(len(users), n_cols)[:, :ns]
+
+        # plain majority has no confidences: a tie on votes is a tie, unknown
+        ls, cs = _decide_single(scores[:, :ns], lay.offsets[si], denom[:, si],
+                                None if method == "majority" else maxc_for)
+        label[:, si], conf[:, si] = ls, cs
+    if len(mi):
+        lm = _decide_multi(scores[:, ns:], denom, lay.col_attr[ns:], lay.col_class[ns:],
+                           lay.offsets[mi] - ns, threshold)
+        label[:, mi] = lm
+        agree = voter & lay.is_multi[b.a] & (b.mask == label[b.u, b.a])
+        agree_w = np.bincount(group, weights=np.where(agree, wc, 0.0), minlength=n_users * n_attrs)
+        agree_w = agree_w.reshape(n_users, n_attrs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf[:, mi] = np.where(denom[:, mi] > 0, agree_w[:, mi] / denom[:, mi], 0.0)
+    return VoteResult(label=label, confidence=conf, n_voters=n_voters, scores=scores, denom=denom)
+
+
+def _decide_single(scores: np.ndarray, offs: np.ndarray, denom: np.ndarray,
+                   maxc_for: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Segmented argmax (one segment of columns per attribute). A class needs a positive score to win.
+    Most users have a unique maximum; only the rows with a near-tie (within 1e-7) go through the exact tie
+    rule, which needs the per-cell max confidence (computed for those rows only; `maxc_for` None: a tie is
+    unknown)."""
+    width = scores.shape[1]
+    sizes = np.diff(np.append(offs, width))
+    best = np.maximum.reduceat(scores, offs, axis=1)
+    near = scores >= np.repeat(best, sizes, axis=1) - _TIE_EPS
+    n_near = np.add.reduceat(near, offs, axis=1, dtype=np.int32)
+    first = np.minimum.reduceat(np.where(near, np.arange(width), width), offs, axis=1)
+    voted = best > 0
+    label = np.where(voted & (n_near == 1), first - offs[None, :], -1)
+    tied = np.flatnonzero((voted & (n_near > 1)).any(axis=1))
+    if len(tied) and maxc_for is not None:
+        exact = _tie_rule(scores[tied], maxc_for(tied), offs)
+        label[tied] = np.where(voted[tied], exact, -1)
+    col = np.where(label >= 0, label + offs[None, :], offs[None, :])
+    win = np.take_along_axis(scores, col, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.where((label >= 0) & (denom > 0), win / denom, 0.0)
+    return label, conf
+
+
+def _tie_rule(scores: np.ndarray, maxc: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """The full rule on a few rows. One sortable key per cell: the score, then the max confidence (both
+    rounded so float noise cannot break a real tie); cells nobody voted for get -1. Still tied -> -1."""
+    key = np.rint(scores / _TIE_EPS) * 2048.0 + np.rint(np.maximum(maxc, 0.0) * 1000.0)
+    key[maxc < 0] = -1.0
+    kmax = np.maximum.reduceat(key, offs, axis=1)
+    sizes = np.diff(np.append(offs, key.shape[1]))
+    eq = key == np.repeat(kmax, sizes, axis=1)
+    n_best = np.add.reduceat(eq, offs, axis=1, dtype=np.int64)
+    first = np.minimum.reduceat(np.where(eq, np.arange(key.shape[1]), key.shape[1]), offs, axis=1)
+    return np.where((kmax >= 0) & (n_best == 1), first - offs[None, :], -1)
+
+
+def _decide_multi(scores: np.ndarray, denom: np.ndarray, col_attr: np.ndarray, col_class: np.ndarray,
+                  offs: np.ndarray, threshold: float) -> np.ndarray:
+    """Each label present when its weighted share reaches the threshold; returned as bitmasks."""
+    d = denom[:, col_attr]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(d > 0, scores / d, 0.0)
+    present = (d > 0) & (share >= threshold - _TIE_EPS)
+    bits = present.astype(np.int64) << col_class.astype(np.int64)[None, :]
+    return np.add.reduceat(bits, offs, axis=1)
+
+
+def decode_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) bitmasks -> (n, n_classes) bool membership."""
+    return ((mask[:, None] >> np.arange(n_classes, dtype=np.int64)[None, :]) & 1).astype(bool)
