@@ -123,7 +123,7 @@ class LabelSettings(BaseModel):
     unknown_weight: float = 1.0  # share of an "unknown" answer's w*c that enters the vote-confidence denominator
     calibration_per_attribute: bool = True  # one isotonic map per attribute (pooled map as fallback)
     calibration_min_points: int = 200  # attributes with fewer calibration points use the pooled map
-    prior_shift: bool = True  # re-decide single-label votes under the EM-estimated class priors
+    prior_shift: bool = False  # re-decide single-label votes under the EM priors (measured: no gain; labels.md)
     loto_redundancy: float = 0.9  # (teacher, attribute) agreeing this often with the others is left out of LOTO
     reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
 
