@@ -1,0 +1,152 @@
+"""Stage 2.3: score a student on the gold eval users with the shared parser and the shared metric.
+
+Batched greedy generation (left padding, documents sorted by length so a batch pads little, max_new_tokens
+sized to the longest possible answer), parsed by the parser that parses teachers, scored by the metric that
+scores teachers and votes, written as a report-card row to runs/<key>/eval/<name>.json. Optionally also
+avg@k / maj@k over k sampled answers (T=1), the numbers that tell sharpening apart from learning.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from conf_profile import progress
+from conf_profile.config import Settings
+from conf_profile.evaluate.metrics import score
+from conf_profile.intervals import Interval
+from conf_profile.storage import Lake
+from conf_profile.taxonomy import Taxonomy, load_taxonomy
+from conf_profile.teachers.parse import parse_answer
+from conf_profile.train import runtime, student
+from conf_profile.train.data import eval_users, messages
+from conf_profile.train.rewards import Rollout, parse_rollout, quasi_ground_truth
+
+PRED_SCHEMA = pa.schema([("user_id", pa.string()), ("attribute", pa.string()),
+                         ("label", pa.list_(pa.string())), ("confidence", pa.float64())])
+
+
+def row_file(name: str) -> str:
+    """`student:sft` -> `student-sft.json` (':' is not welcome in object keys and on some filesystems)."""
+    return name.replace(":", "-").replace("/", "-") + ".json"
+
+
+def answer_budget(tok, taxonomy: Taxonomy) -> int:
+    """Tokens of the longest possible answer, plus slack: enough for any valid answer, no more."""
+    longest = {}
+    for a in taxonomy.attributes:
+        if a.is_multi:
+            label: Any = sorted(a.classes, key=len)[-a.max_labels:]
+        else:
+            label = max([*a.classes, taxonomy.unknown], key=len)
+        longest[a.name] = {"label": label, "confidence": 0.5}
+    return len(tok(json.dumps(longest), add_special_tokens=False)["input_ids"]) + 8
+
+
+def generate(model, tok, documents: list[str], max_new_tokens: int, batch_size: int = 64,
+             samples: int = 0, temperature: float = 1.0, desc: str = "generate") -> list[list[str]]:
+    """Per document: [greedy answer] (samples=0) or `samples` sampled answers."""
+    import torch
+
+    model.eval()
+    prompts = [tok.apply_chat_template(messages(d), tokenize=False, add_generation_prompt=True) for d in documents]
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    out: list[list[str]] = [[] for _ in prompts]
+    tok.padding_side = "left"
+    n = max(samples, 1)
+    step = max(1, batch_size // n)
+    bar = progress.bar(desc, total=len(prompts), unit="user")
+    device = next(model.parameters()).device
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
+        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
+                  "num_return_sequences": n} if samples else {"do_sample": False}
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id, **kwargs)
+        texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for j, i in enumerate(idx):
+            out[i] = texts[j * n:(j + 1) * n]
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+
+def predictions(user_ids: list[str], rollouts: list[Rollout], taxonomy: Taxonomy) -> pa.Table:
+    """Long-form predictions; an attribute that failed to parse counts as an abstention (confidence 0)."""
+    rows = []
+    for uid, r in zip(user_ids, rollouts, strict=True):
+        for a in taxonomy.attributes:
+            if a.name in r.labels:
+                lab = r.labels[a.name]
+                rows.append((uid, a.name, list(lab) if a.is_multi else [lab], float(r.confidences.get(a.name, 0.0))))
+            else:
+                rows.append((uid, a.name, [] if a.is_multi else [taxonomy.unknown], 0.0))
+    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, PRED_SCHEMA, strict=True)],
+                                schema=PRED_SCHEMA)
+
+
+def sampled_metrics(user_ids: list[str], samples: list[list[str]], gold: pa.Table, taxonomy: Taxonomy) -> dict:
+    """avg@k (mean F1 of single samples) and maj@k (confidence-weighted vote of the k samples per user)."""
+    k = len(samples[0])
+    parsed = [[parse_rollout(s, taxonomy) for s in per_user] for per_user in samples]
+    singles = [score(predictions(user_ids, [p[j] for p in parsed], taxonomy), gold, taxonomy, users=user_ids)
+               for j in range(k)]
+    voted = []
+    for per_user in parsed:
+        q = quasi_ground_truth(per_user, taxonomy)
+        voted.append(Rollout({a: v.label for a, v in q.items()}, {a: v.share for a, v in q.items()}, True))
+    maj = score(predictions(user_ids, voted, taxonomy), gold, taxonomy, users=user_ids)
+    eces = [s["ece"] for s in singles if s["ece"] is not None]
+    return {"k": k, "avg_f1": round(float(np.mean([s["f1"] for s in singles])), 2),
+            "avg_ece": round(float(np.mean(eces)), 4) if eces else None, "maj_f1": maj["f1"], "maj_ece": maj["ece"]}
+
+
+def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: str, name: str,
+                   samples: int | None = None) -> dict:
+    """Score `model` (a stage name, path or MLflow URI; see student.resolve) on the eval users; write its
+    report-card row to runs/<key>/eval/<name>.json; return {interval, eval_users, rows: [row], ...}."""
+    t0 = time.perf_counter()
+    runtime.setup_torch(settings)
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    docs, gold = eval_users(lake, interval, settings.train.eval_users)
+    user_ids = docs.column("user_id").to_pylist()
+    path = _resolve(model, lake, interval, settings)
+    mdl, tok = student.load(path)
+    if runtime.has_gpu():
+        mdl = mdl.to("cuda")
+    budget = answer_budget(tok, taxonomy)
+    texts = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval_batch_size,
+                     desc=f"evaluate {name}")
+    gen_s = time.perf_counter() - t0
+    parsed = [parse_answer(t[0], taxonomy, confidence="probability") for t in texts]
+    valid_rate = float(np.mean([p.ok for p in parsed]))  # valid JSON, every attribute present and in taxonomy
+    rollouts = [Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in parsed]
+    row = score(predictions(user_ids, rollouts, taxonomy), gold, taxonomy, name=name, valid_rate=valid_rate,
+                users=user_ids)
+    k = settings.train.eval_samples if samples is None else samples
+    if k:
+        sampled = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval_batch_size,
+                           samples=k, desc=f"sample {name} x{k}")
+        row["sampling"] = sampled_metrics(user_ids, sampled, gold, taxonomy)
+    rel = Lake.run_dir(interval, "eval", row_file(name))
+    lake.write_json(rel, row)
+    runtime.log_metrics({k: row[k] for k in ("f1", "ece", "coverage", "valid_rate") if row.get(k) is not None},
+                        prefix=f"{name.replace(':', '.')}.")
+    return {"interval": str(interval), "eval_users": len(user_ids), "rows": [row], "model": model,
+            "path": lake.uri_of(rel), "max_new_tokens": budget, "generate_s": round(gen_s, 1), "seconds": round(time.perf_counter() - t0, 1),
+            "example_output": texts[0][0][:400] if texts else ""}
+
+
+def _resolve(model: str, lake: Lake, interval: Interval, settings: Settings):
+    if model == "base" and settings.train.student not in student.PRESETS and not lake.is_committed(
+            student.model_dir(interval, "base")):
+        model = settings.train.student  # a pretrained checkpoint is its own base
+    return student.resolve(model, settings, lake, interval, cache=runtime.work_dir(settings, interval, f"eval-{model}"
+                           if model in student.STAGES else "eval-model"))

@@ -1,0 +1,141 @@
+"""Stage 2.2: confidence-guided GRPO from the SFT student (TRL GRPOTrainer), rewards in rewards.py.
+
+Difficulty filtering keeps users whose Stage-1 aggregated confidence lies in TrainSettings.rl_conf_band:
+too easy gives every rollout the same answer (zero advantage), too hard is noise. On GPU, rollouts come
+from vLLM colocated with the trainer when vllm is installed; on CPU from transformers' generate.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conf_profile import progress
+from conf_profile.config import Settings
+from conf_profile.errors import ConfProfileError
+from conf_profile.intervals import Interval
+from conf_profile.storage import Lake
+from conf_profile.taxonomy import load_taxonomy
+from conf_profile.train import runtime, student
+from conf_profile.train.data import load_rl_prompts, messages
+from conf_profile.train.evaluate import answer_budget
+from conf_profile.train.rewards import ConfidenceRewards
+
+
+def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Table, dict]:
+    """Rows whose stage1_confidence lies in [lo, hi] (inclusive), and the kept/dropped counts."""
+    lo, hi = band
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ConfProfileError(f"rl_conf_band {band} is not a band inside [0, 1].", "Set train.rl_conf_band: [lo, hi].")
+    conf = pc.fill_null(table.column("stage1_confidence"), -1.0)
+    keep = pc.and_(pc.greater_equal(conf, lo), pc.less_equal(conf, hi))
+    kept = table.filter(keep)
+    c = np.asarray(conf.to_numpy(zero_copy_only=False))
+    stats = {"band": [lo, hi], "candidates": table.num_rows, "kept": kept.num_rows,
+             "dropped_too_easy": int((c > hi).sum()), "dropped_too_hard": int(((c < lo) & (c >= 0)).sum()),
+             "dropped_no_confidence": int((c < 0).sum())}
+    return kept, stats
+
+
+def _dataset(table: pa.Table):
+    from datasets import Dataset
+
+    rows = table.select(["user_id", "document", "teacher_answers"]).to_pylist()
+    return Dataset.from_list([{"prompt": messages(r["document"]), "teacher_answers": r["teacher_answers"] or "{}",
+                               "user_id": r["user_id"]} for r in rows])
+
+
+def _world_size() -> int:
+    try:
+        from accelerate import PartialState
+
+        return PartialState().num_processes
+    except Exception:  # noqa: BLE001 - no accelerate state: one process
+        return 1
+
+
+def grpo_config(settings: Settings, output_dir: str, max_completion_length: int):
+    """GRPOConfig for our settings: one generation batch (prompts_per_step x G completions) per step."""
+    from trl import GRPOConfig
+
+    ts = settings.train
+    g = ts.rl_num_generations
+    per_device = g * max(1, ts.rl_prompts_per_step // _world_size())
+    gpu = runtime.has_gpu()
+    vllm = runtime.use_vllm()
+    return GRPOConfig(
+        output_dir=output_dir,
+        per_device_train_batch_size=per_device,
+        num_generations=g,
+        max_completion_length=max_completion_length,
+        temperature=ts.rl_temperature,
+        top_k=0,
+        learning_rate=ts.rl_lr,
+        lr_scheduler_type="constant",
+        max_steps=ts.rl_steps,
+        beta=ts.rl_beta,
+        loss_type=ts.rl_loss_type,
+        reward_weights=list(ts.rl_reward_weights),
+        logging_steps=max(1, min(5, ts.rl_steps)),
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=not progress.enabled(),
+        seed=ts.seed,
+        use_vllm=vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=0.3,
+        bf16=gpu,
+        use_cpu=not gpu,
+        activation_checkpointing=False,
+        dataloader_num_workers=0,
+    )
+
+
+def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
+    """GRPO on runs/<key>/labels/rl_prompts from models/sft; saves models/rl."""
+    from trl import GRPOTrainer
+
+    t0 = time.perf_counter()
+    runtime.setup_torch(settings)
+    ts = settings.train
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    table, dropped_eval = load_rl_prompts(lake, interval)
+    kept, filt = difficulty_filter(table, ts.rl_conf_band)
+    if kept.num_rows < ts.rl_prompts_per_step:
+        raise ConfProfileError(
+            f"Only {kept.num_rows} RL prompts lie in the confidence band {list(ts.rl_conf_band)} "
+            f"({filt['dropped_too_easy']} too easy, {filt['dropped_too_hard']} too hard).",
+            "Widen train.rl_conf_band or lower train.rl_prompts_per_step.")
+    sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
+    model, tok = student.load(sft_path, for_training=True)
+    work = runtime.work_dir(settings, interval, "rl")
+    args = grpo_config(settings, str(work / "checkpoints"), answer_budget(tok, taxonomy))
+    rewards = ConfidenceRewards(taxonomy, ts.rl_teacher_vote_weight, control=ts.rl_reward == "random", seed=ts.seed)
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept),
+                          processing_class=tok, callbacks=[runtime.stage_logger("rl")])
+    params = {"rl.steps": ts.rl_steps, "rl.lr": ts.rl_lr, "rl.num_generations": ts.rl_num_generations,
+              "rl.prompts_per_step": ts.rl_prompts_per_step, "rl.conf_band": list(ts.rl_conf_band),
+              "rl.teacher_vote_weight": ts.rl_teacher_vote_weight, "rl.beta": ts.rl_beta,
+              "rl.loss_type": ts.rl_loss_type, "rl.reward": ts.rl_reward, "rl.temperature": ts.rl_temperature,
+              "rl.reward_weights": list(ts.rl_reward_weights), "rl.use_vllm": args.use_vllm}
+    runtime.log_params(params)
+    runtime.quiet_stdout(trainer)
+    result = trainer.train()
+
+    meta = {"base": "sft", "steps": trainer.state.global_step, "prompts_kept": filt["kept"],
+            "prompts_dropped": filt["candidates"] - filt["kept"], **{k.split(".", 1)[1]: v for k, v in params.items()}}
+    student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "rl"), meta, sft_path)
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    curve = {k: [round(h[k], 4) for h in logs if k in h] for k in
+             ("reward", "rewards/agreement/mean", "rewards/format/mean", "rewards/calibration/mean", "entropy")}
+    summary = {"stage": "rl", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "rl")),
+               **meta, "difficulty_filter": filt, "dropped_eval_users": dropped_eval,
+               "reward_first": curve["reward"][0] if curve["reward"] else None,
+               "reward_last": curve["reward"][-1] if curve["reward"] else None, "curves": curve,
+               "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    runtime.log_metrics({"rl.seconds": summary["seconds"], "rl.prompts_kept": filt["kept"]})
+    return summary

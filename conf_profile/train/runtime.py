@@ -1,0 +1,102 @@
+"""Where and how training runs: device, CPU threads, local work dirs, MLflow reporting.
+
+Why: the same functions run in-process on a 2-core CPU, in a GPU pod under `accelerate launch`, and inside
+an Airflow task that already holds an MLflow run; these helpers keep those decisions in one place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from conf_profile.config import Settings
+from conf_profile.intervals import Interval
+
+
+def setup_torch(settings: Settings) -> None:
+    import torch
+
+    if settings.train.threads:
+        torch.set_num_threads(settings.train.threads)
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_vllm() -> bool:
+    """vLLM colocated generation for GRPO: only with a GPU and vllm installed."""
+    return has_gpu() and importlib.util.find_spec("vllm") is not None
+
+
+def work_dir(settings: Settings, interval: Interval, stage: str) -> Path:
+    """Local folder for checkpoints and temporary model folders of one stage (survives a crash: resume)."""
+    root = Path(settings.train.work_dir) if settings.train.work_dir else settings.data_dir / "work"
+    path = (root / interval.key / stage).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mlflow_active() -> bool:
+    """True when the caller (pipeline/orchestration) holds an MLflow run; we never start one ourselves."""
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover
+        return False
+    return mlflow.active_run() is not None
+
+
+def report_to() -> list[str]:
+    return ["mlflow"] if mlflow_active() else []
+
+
+def device_args() -> dict:
+    """TrainingArguments for the device: transformers 5 uses `use_cpu`; TRL defaults bf16=True, wrong on CPU."""
+    gpu = has_gpu()
+    return {"use_cpu": not gpu, "bf16": gpu, "activation_checkpointing": False}
+
+
+def log_params(params: dict) -> None:
+    if mlflow_active():
+        import mlflow
+
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+
+def log_metrics(metrics: dict[str, float], prefix: str = "") -> None:
+    if mlflow_active():
+        import mlflow
+
+        mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+
+
+def stage_logger(stage: str):
+    """A TrainerCallback that logs the trainer's metrics to the active MLflow run as `<stage>/<name>`.
+
+    Why not report_to="mlflow": HF's MLflowCallback logs every TrainingArguments field as a run param, and
+    SFT and GRPO in one run would then log e.g. `learning_rate` twice with different values, which MLflow
+    rejects; unprefixed `loss` curves of both stages would also interleave."""
+    from transformers import TrainerCallback
+
+    class _StageLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and mlflow_active():
+                import mlflow
+
+                clean = {f"{stage}/{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)}
+                mlflow.log_metrics(clean, step=state.global_step)
+
+    return _StageLogger()
+
+
+def quiet_stdout(trainer) -> None:
+    """Without a progress display (--json, no TTY) the trainer must not print its logs on stdout, which
+    carries exactly one JSON object; the logs stay in trainer.state.log_history and go to MLflow."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from conf_profile import progress
+
+    if not progress.enabled():
+        trainer.remove_callback(PrinterCallback)

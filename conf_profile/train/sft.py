@@ -1,0 +1,170 @@
+"""Stage 2.1: supervised distillation of the Stage-1 profiles into the student (TRL SFTTrainer).
+
+Conversational data (system / user = document / assistant = target JSON) with the loss on the assistant turn
+only. Checkpoints live in a local work dir and a rerun resumes from the newest one, provided it was made from
+the same data and base (a fingerprint file guards that); the final model goes to runs/<key>/models/sft/.
+On GPU the same function runs under `accelerate launch` (DeepSpeed ZeRO-2/3 configs in configs/accelerate/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from conf_profile import progress
+from conf_profile.config import Settings
+from conf_profile.errors import ConfProfileError
+from conf_profile.intervals import Interval
+from conf_profile.storage import Lake
+from conf_profile.train import runtime, student
+from conf_profile.train.data import SYSTEM_PROMPT, load_distill, messages
+
+ACCELERATE_CONFIGS = ("single_gpu", "zero2", "zero3")
+_SFT_FIELDS = {"student", "lora", "lora_r", "seed"}
+
+
+def fingerprint(rows: list[dict], settings: Settings) -> str:
+    """Identity of a training run: the data and every setting that shapes the model."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r['user_id']}\x1f{r['document']}\x1f{r['target']}\x1e".encode())
+    ts = settings.train
+    shaping = {k: v for k, v in ts.model_dump().items() if k in _SFT_FIELDS or k.startswith("sft_")}
+    shaping["preset"] = repr(student.PRESETS.get(ts.student))  # a preset's architecture is part of its identity
+    h.update(json.dumps(shaping, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_base(lake: Lake, interval: Interval, settings: Settings, rows: list[dict]) -> Path:
+    """The untrained student as a local HF folder. Presets are built (tokenizer trained on this run's
+    documents and targets) and committed to runs/<key>/models/base so `student:base` can be evaluated;
+    a committed base built from the same data is reused, so a resumed run keeps its tokenizer."""
+    ref = settings.train.student
+    if ref not in student.PRESETS:
+        return student.resolve(ref, settings, lake, interval)
+    rel = student.model_dir(interval, "base")
+    data_hash = fingerprint(rows, settings)
+    if lake.is_committed(rel) and lake.manifest(rel).get("meta", {}).get("fingerprint") == data_hash:
+        return lake.local_dir(rel, runtime.work_dir(settings, interval, "base-cache"))
+    out = runtime.work_dir(settings, interval, "base")
+    shutil.rmtree(out, ignore_errors=True)
+    # The chat frame (role names, system prompt) is in every example: make it frequent so it merges.
+    frame = ["system\nuser\nassistant\n" + SYSTEM_PROMPT] * len(rows)
+    texts = [r["document"] for r in rows] + [r["target"] for r in rows] + frame
+    student.build_preset(ref, texts, out, seed=settings.train.seed)
+    lake.upload_dir(out, rel, meta={"preset": ref, "fingerprint": data_hash, "train_users": len(rows)})
+    return out
+
+
+def _dataset(rows: list[dict], tok, max_length: int):
+    """Conversational dataset; examples whose document + answer exceed max_length are dropped (SFT would
+    cut the answer off), and counted."""
+    from datasets import Dataset
+
+    keep, dropped = [], 0
+    for r in rows:
+        n = len(tok.apply_chat_template(messages(r["document"], r["target"]), tokenize=True, return_dict=True)["input_ids"])
+        if n > max_length:
+            dropped += 1
+            continue
+        keep.append({"messages": messages(r["document"], r["target"])})
+    return Dataset.from_list(keep), dropped
+
+
+def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool = True,
+              callbacks: list | None = None) -> dict:
+    """Fine-tune the student on runs/<key>/labels/distill and save it to runs/<key>/models/sft.
+    `callbacks` are extra transformers TrainerCallbacks (heartbeats, tests that simulate a crash)."""
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    t0 = time.perf_counter()
+    runtime.setup_torch(settings)
+    ts = settings.train
+    table, dropped_eval = load_distill(lake, interval)
+    rows = sorted(table.select(["user_id", "document", "target"]).to_pylist(), key=lambda r: r["user_id"])
+    if not rows:
+        raise ConfProfileError(f"The distillation set of {interval} has no training users.",
+                               "Check the aggregate stage's output (labels/distill).")
+    base = prepare_base(lake, interval, settings, rows)
+    model, tok = student.load(base, for_training=True)
+    dataset, too_long = _dataset(rows, tok, ts.sft_max_length)
+
+    work = runtime.work_dir(settings, interval, "sft")
+    ckpt_dir = work / "checkpoints"
+    fp = fingerprint(rows, settings)
+    marker = work / "fingerprint"
+    if not resume or not marker.exists() or marker.read_text() != fp:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # checkpoints of other data/settings: never resume them
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fp)
+    last = get_last_checkpoint(str(ckpt_dir)) if resume else None
+
+    steps_per_epoch = math.ceil(len(dataset) / ts.sft_batch_size)
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=ts.sft_epochs,
+        per_device_train_batch_size=ts.sft_batch_size,
+        learning_rate=ts.sft_lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        weight_decay=0.0,
+        assistant_only_loss=True,
+        max_length=ts.sft_max_length,
+        logging_steps=max(1, min(10, steps_per_epoch)),
+        save_strategy="steps",
+        save_steps=ts.sft_save_steps,
+        save_total_limit=2,
+        report_to="none",  # MLflow through runtime.stage_logger (see there why)
+        disable_tqdm=not progress.enabled(),
+        seed=ts.seed,
+        data_seed=ts.seed,
+        dataloader_num_workers=0,
+        **runtime.device_args(),
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         peft_config=student.lora_config(settings), callbacks=[runtime.stage_logger("sft"), *(callbacks or [])])
+    runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.epochs": ts.sft_epochs,
+                        "sft.lr": ts.sft_lr, "sft.batch_size": ts.sft_batch_size, "sft.train_users": len(dataset)})
+    runtime.quiet_stdout(trainer)
+    result = trainer.train(resume_from_checkpoint=last)
+
+    meta = {"base": ts.student, "lora": ts.lora, "epochs": ts.sft_epochs, "steps": trainer.state.global_step,
+            "train_users": len(dataset), "fingerprint": fp}
+    student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, base)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "stage": "sft", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "sft")),
+        **meta, "resumed_from": Path(last).name if last else None, "dropped_eval_users": dropped_eval,
+        "dropped_too_long": too_long, "final_loss": losses[-1] if losses else None,
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    runtime.log_metrics({"sft.final_loss": summary["final_loss"] or 0.0, "sft.seconds": summary["seconds"]})
+    return summary
+
+
+def accelerate_command(stage: str, interval: Interval | str, config: str = "zero2", lake_uri: str | None = None,
+                       num_processes: int | None = None, config_root: str = "configs/accelerate",
+                       extra: list[str] | None = None) -> list[str]:
+    """`accelerate launch ... -m conf_profile.cli train <stage>` for a GPU pod (the trainer image's working
+    directory is the repository root, so `config_root` is relative to it)."""
+    if config not in ACCELERATE_CONFIGS:
+        raise ConfProfileError(f"Unknown accelerate config {config!r}.", f"Use one of {', '.join(ACCELERATE_CONFIGS)}.")
+    if stage not in ("sft", "rl"):
+        raise ConfProfileError(f"Unknown training stage {stage!r}.", "Use sft or rl.")
+    cmd = ["accelerate", "launch", "--config_file", f"{config_root}/{config}.yaml"]
+    if num_processes:
+        cmd += ["--num_processes", str(num_processes)]
+    cmd += ["-m", "conf_profile.cli", "train", stage, "--interval", str(interval), "--json"]
+    if lake_uri:
+        cmd += ["--lake", lake_uri]
+    return cmd + list(extra or [])
+
+
+def read_meta(lake: Lake, interval: Interval, stage: str) -> dict:
+    return json.loads(json.dumps(lake.manifest(student.model_dir(interval, stage)).get("meta", {})))
