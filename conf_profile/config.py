@@ -131,13 +131,13 @@ class LabelSettings(BaseModel):
 class TrainSettings(BaseModel):
     student: str = "tiny"  # preset name, a local HF path, or a models:/ URI
     lora: bool = False
-    sft_epochs: float = 6.0
+    sft_epochs: float = 2.5  # CPU default sized for `make run` (~4 min on 2 cores); docs/training.md
     sft_lr: float = 3e-3
-    sft_batch_size: int = 32
-    rl_steps: int = 60
-    rl_lr: float = 5e-5
+    sft_batch_size: int = 8
+    rl_steps: int = 30
+    rl_lr: float = 2e-4
     rl_num_generations: int = 8
-    rl_prompts_per_step: int = 16
+    rl_prompts_per_step: int = 8
     rl_conf_band: tuple[float, float] = (0.35, 0.9)
     rl_teacher_vote_weight: float = 1.0
     eval_users: int = 400
@@ -150,6 +150,7 @@ class TrainSettings(BaseModel):
     rl_beta: float = 0.0  # KL anchor to the SFT model (0 = no reference model)
     rl_loss_type: str = "dapo"  # TRL GRPOConfig.loss_type
     rl_reward: Literal["confidence", "random"] = "confidence"  # "random" is the control experiment
+    rl_prior_power: float = 0.0  # >0: quasi-GT class = argmax vote / prior^power (balanced vote, see docs/training.md)
     rl_reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # agreement, format, calibration
     eval_batch_size: int = 64
     eval_samples: int = 0  # >0: also report avg@k / maj@k over k sampled answers (T=1)
