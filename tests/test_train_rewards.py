@@ -11,6 +11,7 @@ from conf_profile.taxonomy import Taxonomy
 from conf_profile.train.rewards import (
     ConfidenceRewards,
     Rollout,
+    class_priors,
     group_indices,
     group_rewards,
     parse_rollout,
@@ -141,3 +142,23 @@ def test_difficulty_filter_bounds_are_inclusive():
                      "dropped_no_confidence": 1}
     with pytest.raises(Exception, match="band"):
         difficulty_filter(t, (0.9, 0.2))
+
+
+def test_class_priors_are_smoothed_shares_without_abstentions():
+    profiles = [{"gender": {"label": "male"}}] * 3 + [json.dumps({"gender": {"label": "unknown"}})]
+    pri = class_priors(profiles, TAX)
+    assert pri["gender"] == pytest.approx({"male": 4 / 5, "female": 1 / 5})
+    assert pri["age_group"] == pytest.approx({"young": 0.5, "old": 0.5})
+    assert "interests" not in pri  # multi-label attributes keep the plain per-label vote
+
+
+def test_balanced_vote_lifts_a_rare_class_but_not_abstention():
+    pri = {"gender": {"male": 0.8, "female": 0.2}}
+    rolls = [parse_rollout(answer(gc=0.5), TAX)] * 3 + [parse_rollout(answer(gender="female", gc=0.5), TAX)] * 2
+    assert quasi_ground_truth(rolls, TAX)["gender"].label == "male"  # plain plurality: 1.5 vs 1.0
+    q = quasi_ground_truth(rolls, TAX, priors=pri, prior_power=1.0)
+    assert q["gender"].label == "female"  # 1.0 / 0.2 > 1.5 / 0.8
+    assert q["gender"].share == pytest.approx(1.0 / 2.5)  # the share stays the raw vote share
+    assert quasi_ground_truth(rolls, TAX, priors=pri, prior_power=0.2)["gender"].label == "male"  # weak correction
+    abstain = [parse_rollout(answer(gender="unknown", gc=0.9), TAX)] * 3 + rolls[3:]
+    assert quasi_ground_truth(abstain, TAX, priors=pri, prior_power=1.0)["gender"].label == "unknown"

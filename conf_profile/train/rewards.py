@@ -80,9 +80,30 @@ def _teacher_votes(answers: Any, attr: str) -> list[tuple[Any, float]]:
     return out
 
 
+Priors = dict[str, dict[str, float]]
+
+
+def class_priors(profiles: Sequence[Any], taxonomy: Taxonomy) -> Priors:
+    """Class shares of single-label attributes over Stage-1 profiles ({attr: {"label": ...}}, JSON or dict),
+    add-one smoothed, abstentions left out: the label prior the balanced vote divides by."""
+    counts: dict[str, dict[str, float]] = {a.name: dict.fromkeys(a.classes, 1.0) for a in taxonomy.single}
+    for prof in profiles:
+        prof = json.loads(prof) if isinstance(prof, str) else prof
+        for name, c in counts.items():
+            label = (prof or {}).get(name, {}).get("label")
+            if label in c:
+                c[label] += 1.0
+    return {name: {k: v / sum(c.values()) for k, v in c.items()} for name, c in counts.items()}
+
+
 def quasi_ground_truth(rollouts: Sequence[Rollout], taxonomy: Taxonomy, teacher_answers: Any = None,
-                       teacher_weight: float = 0.0) -> dict[str, QuasiLabel]:
-    """The vote of one prompt's rollouts (+ teachers) per attribute; attributes nobody answered are left out."""
+                       teacher_weight: float = 0.0, priors: Priors | None = None,
+                       prior_power: float = 0.0) -> dict[str, QuasiLabel]:
+    """The vote of one prompt's rollouts (+ teachers) per attribute; attributes nobody answered are left out.
+
+    With `priors` and `prior_power` > 0 a single-label attribute's class is decided by score / prior^power
+    (the balanced decision: a plain plurality over a student's samples favours frequent classes, which
+    macro-F1 punishes; Stage 1 corrects teachers the same way). Abstaining is still decided on raw mass."""
     out: dict[str, QuasiLabel] = {}
     for attr in taxonomy.attributes:
         voters = [(r.labels[attr.name], r.confidences.get(attr.name, 0.0)) for r in rollouts if attr.name in r.labels]
@@ -113,6 +134,10 @@ def quasi_ground_truth(rollouts: Sequence[Rollout], taxonomy: Taxonomy, teacher_
                 best_conf[label] = max(best_conf[label], w)
             # Ties: higher single-voter weight, then unknown (abstain), then name (determinism).
             win = max(score, key=lambda y: (score[y], best_conf[y], y == taxonomy.unknown, y))
+            prior = (priors or {}).get(attr.name)
+            known = [y for y in score if y != taxonomy.unknown]
+            if prior and prior_power > 0 and known and win != taxonomy.unknown:
+                win = max(known, key=lambda y: (score[y] / prior.get(y, 1.0) ** prior_power, best_conf[y], y))
             out[attr.name] = QuasiLabel(win, score[win] / total)
     return out
 
@@ -143,13 +168,14 @@ def rollout_rewards(rollout: Rollout, qgt: dict[str, QuasiLabel], taxonomy: Taxo
 
 
 def group_rewards(prompts: Sequence[Any], completions: Sequence[Any], taxonomy: Taxonomy,
-                  teacher_answers: Sequence[Any] | None = None, teacher_weight: float = 0.0) -> list[dict[str, float]]:
+                  teacher_answers: Sequence[Any] | None = None, teacher_weight: float = 0.0,
+                  priors: Priors | None = None, prior_power: float = 0.0) -> list[dict[str, float]]:
     """Rewards for a flat batch of completions: grouped by prompt, voted per group, scored per rollout."""
     rollouts = [parse_rollout(completion_text(c), taxonomy) for c in completions]
     out: list[dict[str, float]] = [{}] * len(completions)
     for idx in group_indices(prompts):
         answers = teacher_answers[idx[0]] if teacher_answers is not None else None
-        qgt = quasi_ground_truth([rollouts[i] for i in idx], taxonomy, answers, teacher_weight)
+        qgt = quasi_ground_truth([rollouts[i] for i in idx], taxonomy, answers, teacher_weight, priors, prior_power)
         for i in idx:
             out[i] = rollout_rewards(rollouts[i], qgt, taxonomy)
     return out
@@ -158,9 +184,12 @@ def group_rewards(prompts: Sequence[Any], completions: Sequence[Any], taxonomy: 
 class ConfidenceRewards:
     """TRL reward functions (agreement, format, calibration) sharing one grouped computation per batch."""
 
-    def __init__(self, taxonomy: Taxonomy, teacher_weight: float = 0.0, control: bool = False, seed: int = 0):
+    def __init__(self, taxonomy: Taxonomy, teacher_weight: float = 0.0, control: bool = False, seed: int = 0,
+                 priors: Priors | None = None, prior_power: float = 0.0):
         self.taxonomy = taxonomy
         self.teacher_weight = teacher_weight
+        self.priors = priors
+        self.prior_power = prior_power
         self.control = control
         self._rng = random.Random(seed)
         self._cache: tuple[int, list[dict[str, float]]] | None = None
@@ -168,7 +197,8 @@ class ConfidenceRewards:
     def _rewards(self, prompts: list, completions: list, teacher_answers: list | None) -> list[dict[str, float]]:
         key = hash((len(completions), *map(completion_text, completions), *map(str, prompts)))
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, group_rewards(prompts, completions, self.taxonomy, teacher_answers, self.teacher_weight))
+            self._cache = (key, group_rewards(prompts, completions, self.taxonomy, teacher_answers,
+                                              self.teacher_weight, self.priors, self.prior_power))
         return self._cache[1]
 
     def functions(self) -> list[Callable[..., list[float]]]:

@@ -22,7 +22,7 @@ from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train import runtime, student
 from conf_profile.train.data import load_rl_prompts, messages
 from conf_profile.train.evaluate import answer_budget
-from conf_profile.train.rewards import ConfidenceRewards
+from conf_profile.train.rewards import ConfidenceRewards, class_priors
 
 
 def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Table, dict]:
@@ -113,13 +113,15 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     model, tok = student.load(sft_path, for_training=True)
     work = runtime.work_dir(settings, interval, "rl")
     args = grpo_config(settings, str(work / "checkpoints"), answer_budget(tok, taxonomy))
-    rewards = ConfidenceRewards(taxonomy, ts.rl_teacher_vote_weight, control=ts.rl_reward == "random", seed=ts.seed)
+    priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl_prior_power > 0 else None
+    rewards = ConfidenceRewards(taxonomy, ts.rl_teacher_vote_weight, control=ts.rl_reward == "random", seed=ts.seed,
+                                priors=priors, prior_power=ts.rl_prior_power)
     trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept),
                           processing_class=tok, callbacks=[runtime.stage_logger("rl")])
     params = {"rl.steps": ts.rl_steps, "rl.lr": ts.rl_lr, "rl.num_generations": ts.rl_num_generations,
               "rl.prompts_per_step": ts.rl_prompts_per_step, "rl.conf_band": list(ts.rl_conf_band),
               "rl.teacher_vote_weight": ts.rl_teacher_vote_weight, "rl.beta": ts.rl_beta,
-              "rl.loss_type": ts.rl_loss_type, "rl.reward": ts.rl_reward, "rl.temperature": ts.rl_temperature,
+              "rl.loss_type": ts.rl_loss_type, "rl.reward": ts.rl_reward, "rl.prior_power": ts.rl_prior_power, "rl.temperature": ts.rl_temperature,
               "rl.reward_weights": list(ts.rl_reward_weights), "rl.use_vllm": args.use_vllm}
     runtime.log_params(params)
     runtime.quiet_stdout(trainer)
