@@ -3,8 +3,8 @@
 Each number is a median over steps (or batches) of one run, with a baseline measured in the same run:
 - SFT: our pre-split BPE tokenizer vs a GPT-2-style byte-level BPE of the same vocabulary size (same model
   config, same examples) — the split decides how many tokens every example and answer costs;
-- GRPO: seconds per step (prompts_per_step x num_generations rollouts) and rollout tokens/s, from a student
-  that had one epoch of SFT (so that rollouts have realistic lengths);
+- GRPO: seconds per step (prompts_per_step x num_generations rollouts) and rollout tokens/s, from the student
+  after the SFT steps above (a barely trained student writes long rollouts: this is close to the worst case);
 - evaluation: length-sorted batched greedy generation vs one user at a time.
 Data: a small simulated lake run through the real Stage-1 commands (simulate .. aggregate).
 Run: `python -m bench.bench_train [--users N]` (prints one JSON object; the load average is part of it,
@@ -106,7 +106,8 @@ def sft_steps(base: Path, rows: list[dict], settings: Settings, out: Path, max_s
     trainer.train()
     trainer.save_model(str(out / "final"))
     tok.save_pretrained(out / "final")
-    n_tok = [len(tok.apply_chat_template(messages(r["document"], r["target"]), tokenize=True)) for r in rows]
+    n_tok = [len(tok.apply_chat_template(messages(r["document"], r["target"]), tokenize=True, return_dict=True)["input_ids"])
+             for r in rows]
     ans_tok = [len(tok(r["target"], add_special_tokens=False)["input_ids"]) for r in rows]
     step = statistics.median(timer.times[1:] or timer.times)
     per_example = statistics.mean(n_tok)
