@@ -33,7 +33,7 @@ class S3Settings(BaseModel):
 
 
 class SimulateSettings(BaseModel):
-    users: int = 2000
+    users: int = 6000  # enough distillation data for the CPU student in one `make run` (docs/training.md)
     weeks: int = 2
     start: date | None = None  # None: the Monday four weeks before today
     seed: int = 7
@@ -131,16 +131,18 @@ class LabelSettings(BaseModel):
 class TrainSettings(BaseModel):
     student: str = "tiny"  # preset name, a local HF path, or a models:/ URI
     lora: bool = False
-    sft_epochs: float = 2.5  # CPU default sized for `make run` (~4 min on 2 cores); docs/training.md
+    sft_epochs: float = 3.0  # CPU default sized for `make run` (~4 min on 2 cores); docs/training.md
     sft_lr: float = 3e-3
     sft_batch_size: int = 8
-    rl_steps: int = 30
-    rl_lr: float = 2e-4
+    rl_steps: int = 40
+    rl_lr: float = 1e-4
     rl_num_generations: int = 8
     rl_prompts_per_step: int = 8
     rl_conf_band: tuple[float, float] = (0.35, 0.9)
-    rl_teacher_vote_weight: float = 1.0
-    eval_users: int = 400
+    rl_teacher_vote_weight: float = 8.0  # x the voter's confidence; 8 rollouts at ~0.7 weigh ~5.6
+    # Who joins the rollouts' vote: each teacher's raw answer, or the Stage-1 profile (calibrated, balanced vote)
+    rl_voters: Literal["teachers", "stage1"] = "stage1"
+    eval_users: int = 0  # first N gold eval users by id; 0 = all of them (the users the teacher rows are scored on)
     seed: int = 13
     # Stage 2 details (docs/training.md explains the defaults and what was measured).
     lora_r: int = 16  # LoRA rank when lora=True (GPU checkpoints)

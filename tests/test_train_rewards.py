@@ -18,7 +18,7 @@ from conf_profile.train.rewards import (
     quasi_ground_truth,
     rollout_rewards,
 )
-from conf_profile.train.rl import difficulty_filter
+from conf_profile.train.rl import difficulty_filter, stage1_voters
 
 TAX = Taxonomy.model_validate({
     "name": "t",
@@ -69,6 +69,20 @@ def test_teacher_voters_can_overturn_the_rollouts():
     low = group_rewards(["p"] * 3, texts, TAX, [teachers] * 3, teacher_weight=2.0)
     high = group_rewards(["p"] * 3, texts, TAX, [teachers] * 3, teacher_weight=0.0)
     assert low[0]["agreement"] < high[0]["agreement"] == pytest.approx(1.0)
+
+
+def test_stage1_profile_votes_as_one_voter_and_abstentions_do_not_vote():
+    profile = json.dumps({"gender": {"label": "female", "confidence": 0.8},
+                          "age_group": {"label": "unknown", "confidence": 0.0},
+                          "interests": {"label": ["music"], "confidence": 0.6}})
+    voters = json.loads(stage1_voters(profile))
+    assert voters == {"gender": [["female", 0.8, 1.0]], "interests": [[["music"], 0.6, 1.0]]}
+    rolls = [parse_rollout(answer(age="old"), TAX) for _ in range(3)]  # 3 x 0.9 for male
+    q = quasi_ground_truth(rolls, TAX, json.dumps(voters), teacher_weight=4.0)
+    assert q["gender"].label == "female"  # 4 x 0.8 = 3.2 > 2.7
+    assert q["age_group"].label == "old"  # Stage 1 abstained: the rollouts decide
+    assert q["interests"].label == ["music"]  # 4 x 0.6 on music vs 3 x 0.7 on gaming: music has share 0.53
+    assert stage1_voters(None) == "{}"
 
 
 def test_teacher_answers_outside_the_taxonomy_do_not_vote():

@@ -6,6 +6,7 @@ import argparse
 from datetime import date
 
 from conf_profile.cli import Result, settings_from_args
+from conf_profile.config import SimulateSettings
 from conf_profile.intervals import Interval
 
 
@@ -27,10 +28,11 @@ def register(sub, common) -> None:
     p = sub.add_parser("simulate", parents=[common], help="write ProfileBench-style platform logs to the lake",
                        description="Simulate W weeks of a video platform's logs for N users (deterministic for a "
                        "seed): five raw tables hive-partitioned by date under raw/, gold labels apart under gold/.")
-    p.add_argument("--users", type=int, help="number of users (default: simulate.users = 2000)")
-    p.add_argument("--weeks", type=int, help="number of weeks (default: simulate.weeks = 2)")
+    sim = SimulateSettings()
+    p.add_argument("--users", type=int, help=f"number of users (default: simulate.users = {sim.users})")
+    p.add_argument("--weeks", type=int, help=f"number of weeks (default: simulate.weeks = {sim.weeks})")
     p.add_argument("--start", type=date.fromisoformat, help="first day, ISO date (default: Monday four weeks ago)")
-    p.add_argument("--seed", type=int, help="random seed (default: simulate.seed = 7)")
+    p.add_argument("--seed", type=int, help=f"random seed (default: simulate.seed = {sim.seed})")
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("validate", parents=[common], help="validate one interval with Great Expectations",

@@ -7,6 +7,7 @@ from vLLM colocated with the trainer when vllm is installed; on CPU from transfo
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -40,12 +41,23 @@ def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Ta
     return kept, stats
 
 
-def _dataset(table: pa.Table):
+def stage1_voters(profile: str | None) -> str:
+    """The Stage-1 profile as one voter per attribute, in the teacher-answers format {attr: [[label, conf, 1]]}.
+
+    Why: raw teacher answers carry the teachers' majority-class bias that Stage 1 corrects (calibration and
+    the balanced distribution); the Stage-1 profile is that corrected vote. Abstentions (unknown) do not vote."""
+    prof = json.loads(profile) if profile else {}
+    return json.dumps({a: [[v["label"], float(v.get("confidence") or 0.0), 1.0]]
+                       for a, v in prof.items() if isinstance(v, dict) and v.get("label") not in (None, "unknown", [])})
+
+
+def _dataset(table: pa.Table, voters: str = "teachers"):
     from datasets import Dataset
 
-    rows = table.select(["user_id", "document", "teacher_answers"]).to_pylist()
-    return Dataset.from_list([{"prompt": messages(r["document"]), "teacher_answers": r["teacher_answers"] or "{}",
-                               "user_id": r["user_id"]} for r in rows])
+    rows = table.select(["user_id", "document", "teacher_answers", "stage1"]).to_pylist()
+    answers = [stage1_voters(r["stage1"]) if voters == "stage1" else (r["teacher_answers"] or "{}") for r in rows]
+    return Dataset.from_list([{"prompt": messages(r["document"]), "teacher_answers": a, "user_id": r["user_id"]}
+                              for r, a in zip(rows, answers, strict=True)])
 
 
 def _world_size() -> int:
@@ -116,11 +128,11 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl_prior_power > 0 else None
     rewards = ConfidenceRewards(taxonomy, ts.rl_teacher_vote_weight, control=ts.rl_reward == "random", seed=ts.seed,
                                 priors=priors, prior_power=ts.rl_prior_power)
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept),
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept, ts.rl_voters),
                           processing_class=tok, callbacks=[runtime.stage_logger("rl")])
     params = {"rl.steps": ts.rl_steps, "rl.lr": ts.rl_lr, "rl.num_generations": ts.rl_num_generations,
               "rl.prompts_per_step": ts.rl_prompts_per_step, "rl.conf_band": list(ts.rl_conf_band),
-              "rl.teacher_vote_weight": ts.rl_teacher_vote_weight, "rl.beta": ts.rl_beta,
+              "rl.teacher_vote_weight": ts.rl_teacher_vote_weight, "rl.voters": ts.rl_voters, "rl.beta": ts.rl_beta,
               "rl.loss_type": ts.rl_loss_type, "rl.reward": ts.rl_reward, "rl.prior_power": ts.rl_prior_power, "rl.temperature": ts.rl_temperature,
               "rl.reward_weights": list(ts.rl_reward_weights), "rl.use_vllm": args.use_vllm}
     runtime.log_params(params)
