@@ -71,17 +71,19 @@ def test_teacher_voters_can_overturn_the_rollouts():
     assert low[0]["agreement"] < high[0]["agreement"] == pytest.approx(1.0)
 
 
-def test_stage1_profile_votes_as_one_voter_and_abstentions_do_not_vote():
+def test_stage1_profile_votes_as_one_voter_including_its_abstentions():
     profile = json.dumps({"gender": {"label": "female", "confidence": 0.8},
                           "age_group": {"label": "unknown", "confidence": 0.0},
                           "interests": {"label": ["music"], "confidence": 0.6}})
     voters = json.loads(stage1_voters(profile))
-    assert voters == {"gender": [["female", 0.8, 1.0]], "interests": [[["music"], 0.6, 1.0]]}
-    rolls = [parse_rollout(answer(age="old"), TAX) for _ in range(3)]  # 3 x 0.9 for male
-    q = quasi_ground_truth(rolls, TAX, json.dumps(voters), teacher_weight=4.0)
-    assert q["gender"].label == "female"  # 4 x 0.8 = 3.2 > 2.7
-    assert q["age_group"].label == "old"  # Stage 1 abstained: the rollouts decide
-    assert q["interests"].label == ["music"]  # 4 x 0.6 on music vs 3 x 0.7 on gaming: music has share 0.53
+    assert voters == {"gender": [["female", 1.0, 1.0]], "age_group": [["unknown", 1.0, 1.0]],
+                      "interests": [[["music"], 1.0, 1.0]]}  # full weight: the profile is already a vote
+    rolls = [parse_rollout(answer(age="old"), TAX) for _ in range(3)]  # 3 x 0.9 for male, 3 x 0.8 for old
+    q = quasi_ground_truth(rolls, TAX, json.dumps(voters), teacher_weight=3.0)
+    assert q["gender"].label == "female"  # 3.0 > 2.7
+    assert q["age_group"].label == "unknown"  # Stage 1 abstained with weight 3 > 2.4: guessing is not rewarded
+    assert quasi_ground_truth(rolls, TAX, json.dumps(voters), teacher_weight=2.0)["age_group"].label == "old"
+    assert q["interests"].label == ["music"]  # 3.0 on music vs 3 x 0.7 on gaming: music has share 0.59
     assert stage1_voters(None) == "{}"
 
 

@@ -45,10 +45,17 @@ def stage1_voters(profile: str | None) -> str:
     """The Stage-1 profile as one voter per attribute, in the teacher-answers format {attr: [[label, conf, 1]]}.
 
     Why: raw teacher answers carry the teachers' majority-class bias that Stage 1 corrects (calibration and
-    the balanced distribution); the Stage-1 profile is that corrected vote. Abstentions (unknown) do not vote."""
+    the balanced distribution); the Stage-1 profile is that corrected vote. Where Stage 1 abstained it votes
+    `unknown` like any label: a rollout's `unknown` carries confidence 0 and so never wins the rollouts' vote,
+    and without this voter every abstention scores 0 and GRPO teaches the student to guess (measured: coverage
+    0.85 -> 0.96, F1 -3.6). An empty multi-label answer does not vote.
+
+    The profile votes with full weight (`rl_teacher_vote_weight`), not weighted by its own confidence: it already
+    is the confidence-weighted vote of every teacher, and its multi-label confidence (exact set match) is
+    near 0, which would hand `interests` to the rollouts' self-vote (measured: interests 54 -> 46 F1)."""
     prof = json.loads(profile) if profile else {}
-    return json.dumps({a: [[v["label"], float(v.get("confidence") or 0.0), 1.0]]
-                       for a, v in prof.items() if isinstance(v, dict) and v.get("label") not in (None, "unknown", [])})
+    return json.dumps({attr: [[v["label"], 1.0, 1.0]] for attr, v in prof.items()
+                       if isinstance(v, dict) and v.get("label") not in (None, [])})
 
 
 def _dataset(table: pa.Table, voters: str = "teachers"):
