@@ -1,9 +1,10 @@
 """Stage-2 throughput on CPU for the default student: SFT steps, GRPO steps, evaluation generation.
 
 Each number is a median over steps (or batches) of one run, with a baseline measured in the same run:
-- SFT: our pre-split BPE tokenizer vs a GPT-2-style byte-level BPE of the same vocabulary size (same model
-  config, same examples) — the split decides how many tokens every example and answer costs;
-- GRPO: seconds per step (prompts_per_step x num_generations rollouts) and rollout tokens/s, from the student
+- SFT: ours (our pre-split BPE tokenizer, LM head scored only at label positions: runtime.compact_logprobs_on_cpu)
+  vs TRL's default on CPU (every position scored) and vs a GPT-2-style byte-level BPE of the same vocabulary size
+  (same model config, same examples) — the split decides how many tokens every example and answer costs;
+- GRPO: ours vs TRL's default LM head on CPU, seconds per step (prompts_per_step x num_generations rollouts) and rollout tokens/s, from the student
   after the SFT steps above (a barely trained student writes long rollouts: this is close to the worst case);
 - evaluation: length-sorted batched greedy generation vs one user at a time.
 Data: a small simulated lake run through the real Stage-1 commands (simulate .. aggregate).
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+import trl.trainer.utils as trl_utils
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, TrainerCallback
 
@@ -40,6 +42,15 @@ from conf_profile.train.rl import grpo_config
 from conf_profile.train.sft import _dataset as sft_dataset
 from conf_profile.train.sft import prepare_base
 from conf_profile.train.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD, SPECIAL_TOKENS
+
+TRL_DEFAULT_HEAD = trl_utils._use_triton  # captured before runtime.setup_torch patches it
+
+
+def lm_head(compact: bool) -> None:
+    """Ours (compact: only label positions through the LM head on CPU) or TRL's CPU default (every position)."""
+    trl_utils._use_triton = TRL_DEFAULT_HEAD
+    if compact:
+        runtime.compact_logprobs_on_cpu()
 
 
 class StepTimer(TrainerCallback):
@@ -174,11 +185,20 @@ def main() -> None:
         base = prepare_base(lake, interval, settings, rows)
         texts = [r["document"] for r in rows] + [r["target"] for r in rows]
         baseline = gpt2_style_base(texts, base, root / "gpt2-base")
+        lm_head(compact=True)
         ours = sft_steps(base, rows, settings, root / "sft-ours", a.sft_steps)
         theirs = sft_steps(baseline, rows, settings, root / "sft-gpt2", max(4, a.sft_steps // 2))
-        out["sft"] = {"ours": ours, "gpt2_split_baseline": theirs,
-                      "speedup_examples_per_s": round(ours["examples_per_s"] / theirs["examples_per_s"], 2)}
-        out["grpo"] = grpo_steps(root / "sft-ours" / "final", lake, interval, settings, root / "grpo", a.grpo_steps)
+        lm_head(compact=False)
+        trl_head = sft_steps(base, rows, settings, root / "sft-trl-head", max(4, a.sft_steps // 2))
+        out["sft"] = {"ours": ours, "gpt2_split_baseline": theirs, "trl_cpu_head_baseline": trl_head,
+                      "speedup_vs_gpt2_split": round(ours["examples_per_s"] / theirs["examples_per_s"], 2),
+                      "speedup_vs_trl_cpu_head": round(ours["examples_per_s"] / trl_head["examples_per_s"], 2)}
+        model = root / "sft-ours" / "final"
+        grpo_trl = grpo_steps(model, lake, interval, settings, root / "grpo-trl", a.grpo_steps)
+        lm_head(compact=True)
+        grpo_ours = grpo_steps(model, lake, interval, settings, root / "grpo", a.grpo_steps)
+        out["grpo"] = {"ours": grpo_ours, "trl_cpu_head_baseline": grpo_trl,
+                       "speedup_vs_trl_cpu_head": round(grpo_trl["median_step_s"] / grpo_ours["median_step_s"], 2)}
         out["generation"] = generation(root / "sft-ours" / "final", lake, interval, settings, 128, 16)
     out["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=2))
