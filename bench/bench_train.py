@@ -4,8 +4,8 @@ Each number is a median over steps (or batches) of one run, with a baseline meas
 - SFT: ours (our pre-split BPE tokenizer, LM head scored only at label positions: runtime.compact_logprobs_on_cpu)
   vs TRL's default on CPU (every position scored) and vs a GPT-2-style byte-level BPE of the same vocabulary size
   (same model config, same examples) — the split decides how many tokens every example and answer costs;
-- GRPO: ours vs TRL's default LM head on CPU, seconds per step (prompts_per_step x num_generations rollouts) and rollout tokens/s, from the student
-  after the SFT steps above (a barely trained student writes long rollouts: this is close to the worst case);
+- GRPO: ours vs TRL's default LM head on CPU, seconds per step (prompts_per_step x num_generations rollouts)
+  and rollout tokens/s, from the student after the SFT steps above (a barely trained student writes long rollouts: this is close to the worst case);
 - evaluation: length-sorted batched greedy generation vs one user at a time.
 Data: a small simulated lake run through the real Stage-1 commands (simulate .. aggregate).
 Run: `python -m bench.bench_train [--users N]` (prints one JSON object; the load average is part of it,

@@ -31,10 +31,11 @@ def register(sub, common) -> None:
     r = tsub.add_parser("rl", parents=[common], help="confidence-guided GRPO (TRL GRPOTrainer)",
                         description="GRPO from runs/<interval>/models/sft on the difficulty-filtered RL prompts, "
                         "rewarded by agreement with a confidence-weighted vote of the rollouts and the Stage-1 "
-                        "teachers, a format reward and a calibration term.")
+                        "profile (train.rl_voters: stage1) or raw teacher answers (teachers), a format reward and a "
+                        "calibration term.")
     add_interval_arg(r)
     r.add_argument("--steps", type=int, help="GRPO steps (default: train.rl_steps)")
-    r.add_argument("--teacher-vote-weight", type=float, help="weight of Stage-1 teachers in the quasi-ground truth")
+    r.add_argument("--teacher-vote-weight", type=float, help="weight of the Stage-1 voters in the quasi-ground truth (default: train.rl_teacher_vote_weight)")
     r.add_argument("--reward", choices=["confidence", "random"], help="'random' = the control experiment")
     r.add_argument("--launcher-command", metavar="CONFIG", choices=["single_gpu", "zero2", "zero3"],
                    help="print the `accelerate launch` command for a GPU pod with this config and exit")
