@@ -106,11 +106,11 @@ def sft_steps(base: Path, rows: list[dict], settings: Settings, out: Path, max_s
     from trl import SFTConfig, SFTTrainer
 
     model, tok = student.load(base, for_training=True)
-    ds, _ = sft_dataset(rows, tok, settings.train.sft_max_length)
+    ds, _ = sft_dataset(rows, tok, settings.train.sft.max_length)
     timer = StepTimer()
-    args = SFTConfig(output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=settings.train.sft_batch_size,
-                     learning_rate=settings.train.sft_lr, lr_scheduler_type="cosine", assistant_only_loss=True,
-                     max_length=settings.train.sft_max_length, save_strategy="no", report_to="none",
+    args = SFTConfig(output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=settings.train.sft.batch_size,
+                     learning_rate=settings.train.sft.lr, lr_scheduler_type="cosine", assistant_only_loss=True,
+                     max_length=settings.train.sft.max_length, save_strategy="no", report_to="none",
                      disable_tqdm=True, logging_steps=max_steps, seed=0, **runtime.device_args())
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer])
     runtime.quiet_stdout(trainer)
@@ -122,8 +122,8 @@ def sft_steps(base: Path, rows: list[dict], settings: Settings, out: Path, max_s
     ans_tok = [len(tok(r["target"], add_special_tokens=False)["input_ids"]) for r in rows]
     step = statistics.median(timer.times[1:] or timer.times)
     per_example = statistics.mean(n_tok)
-    return {"median_step_s": round(step, 3), "examples_per_s": round(settings.train.sft_batch_size / step, 1),
-            "tokens_per_s": round(settings.train.sft_batch_size * per_example / step),
+    return {"median_step_s": round(step, 3), "examples_per_s": round(settings.train.sft.batch_size / step, 1),
+            "tokens_per_s": round(settings.train.sft.batch_size * per_example / step),
             "tokens_per_example": round(per_example, 1), "answer_tokens": round(statistics.mean(ans_tok), 1),
             "steps": len(timer.times)}
 
@@ -135,7 +135,7 @@ def grpo_steps(model_dir: Path, lake: Lake, interval, settings: Settings, out: P
 
     tax = load_taxonomy(settings.taxonomy_path)
     model, tok = student.load(model_dir, for_training=True)
-    settings.train.rl_steps = steps
+    settings.train.rl.steps = steps
     args = grpo_config(settings, str(out), answer_budget(tok, tax))
     table, _ = load_rl_prompts(lake, interval)
     timer = StepTimer()
@@ -145,7 +145,7 @@ def grpo_steps(model_dir: Path, lake: Lake, interval, settings: Settings, out: P
     trainer.train()
     lens = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     step = statistics.median(timer.times[1:] or timer.times)
-    n = settings.train.rl_prompts_per_step * settings.train.rl_num_generations
+    n = settings.train.rl.prompts_per_step * settings.train.rl.num_generations
     mean_len = statistics.mean(lens) if lens else float("nan")
     return {"median_step_s": round(step, 3), "rollouts_per_step": n, "mean_completion_tokens": round(mean_len, 1),
             "rollout_tokens_per_s": round(n * mean_len / step), "steps": len(timer.times)}
@@ -158,7 +158,7 @@ def generation(model_dir: Path, lake: Lake, interval, settings: Settings, users:
     model, tok = student.load(model_dir)
     budget = answer_budget(tok, tax)
     t = time.perf_counter()
-    generate(model, tok, texts, budget, settings.train.eval_batch_size)
+    generate(model, tok, texts, budget, settings.train.eval.batch_size)
     batched = time.perf_counter() - t
     one = []
     for d in texts[:baseline_users]:

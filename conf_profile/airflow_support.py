@@ -119,13 +119,14 @@ def training_pod(stage: str, settings: Settings, **kwargs: Any):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    from conf_profile.config import params
+
     c = settings.compute
     env = [
         k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
-        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__STUDENT", value="{{ params.student }}"),
-        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__SFT_EPOCHS", value="{{ params.sft_epochs }}"),
-        k8s.V1EnvVar(name="CONF_PROFILE_TRAIN__RL_STEPS", value="{{ params.rl_steps }}"),
     ]
+    env += [k8s.V1EnvVar(name=params.env_var(p.path), value="{{ params." + p.name + " }}")
+            for p in params.RUN_PARAMS if p.path.startswith("train.")]
     env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
         secret_key_ref=k8s.V1SecretKeySelector(name=c.secret_name, key=key, optional=True)))
         for var, key in c.secret_env.items()]

@@ -123,35 +123,15 @@ def load_settings(config: str | None = None, lake: str | None = None,
     """Settings with the DAG's Params applied (None values are ignored), and the compute mode's teacher
     routing: in kubernetes mode GPU teachers (vllm/hf backends) are served by the vLLM service and reached
     as OpenAI-compatible teachers at compute.vllm_base_url."""
+    from conf_profile.config import params
+
     settings = Settings.load(config, lake=lake)
-    ov = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
-    if "teachers" in ov:
-        wanted = [ov["teachers"]] if isinstance(ov["teachers"], str) else list(ov["teachers"])
-        known = {t.name: t for t in settings.labels.teachers}
-        unknown = [t for t in wanted if t not in known]
-        if unknown or not wanted:
-            raise ConfigError(f"Unknown teacher(s) {unknown or wanted} in the run's parameters.",
-                              f"Choose from the configured teachers: {', '.join(known)}.")
-        settings.labels.teachers = [known[t] for t in wanted]
-    if "shards" in ov:
-        settings.labels.shards = int(ov["shards"])
-        if settings.labels.shards < 1:
-            raise ConfigError("shards must be at least 1.", "Pass shards >= 1.")
-    if "student" in ov:
-        settings.train.student = str(ov["student"])
-    if "sft_epochs" in ov:
-        settings.train.sft_epochs = float(ov["sft_epochs"])
-    if "rl_steps" in ov:
-        settings.train.rl_steps = int(ov["rl_steps"])
+    params.apply(settings, {k: v for k, v in (overrides or {}).items() if k in params.BY_NAME})
     c = settings.compute
     if c.mode == "kubernetes" and c.vllm_base_url:
-        routed = []
-        for t in settings.labels.teachers:
-            if t.backend in ("vllm", "hf"):
-                t = t.model_copy(update={"backend": "openai", "base_url": t.base_url or c.vllm_base_url})
-            elif t.backend == "openai" and not t.base_url:
-                t = t.model_copy(update={"base_url": c.vllm_base_url})
-            routed.append(t)
+        from conf_profile.config.teachers import as_openai
+
+        routed = [as_openai(t, c.vllm_base_url) for t in settings.labels.teachers]
         settings.labels.teachers = routed
     return settings
 
@@ -196,7 +176,7 @@ def run_params(c: Ctx) -> dict[str, Any]:
     s = c.settings
     return {"interval": str(c.interval), "dag_run_id": c.dag_run_id, "lake": c.lake.uri,
             "teachers": [t.name for t in s.labels.teachers], "shards": s.labels.shards,
-            "student": s.train.student, "sft_epochs": s.train.sft_epochs, "rl_steps": s.train.rl_steps,
+            "student": s.train.student, "sft_epochs": s.train.sft.epochs, "rl_steps": s.train.rl.steps,
             "force_promote": bool(c.overrides.get("force_promote", False)), "compute_mode": s.compute.mode,
             "code_version": tracking.code_version(), "git_sha": tracking.git_sha(),
             "config_hash": tracking.config_hash(s)[:16]}
@@ -361,7 +341,7 @@ def train_sft(interval: str, config: str | None = None, lake: str | None = None,
 def train_rl(interval: str, config: str | None = None, lake: str | None = None,
              dag_run_id: str | None = None, overrides: dict | None = None) -> dict:
     c = _start("train_rl", interval, config, lake, dag_run_id, overrides)
-    if c.settings.train.rl_steps <= 0:
+    if c.settings.train.rl.steps <= 0:
         raise StageSkipped("Stage train_rl not run: rl_steps is 0.", "Set rl_steps > 0 to run GRPO.")
     from conf_profile.registry import tracking
     from conf_profile.train.rl import train_rl as run

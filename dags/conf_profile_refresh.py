@@ -46,8 +46,8 @@ KUBERNETES = SETTINGS.compute.mode == "kubernetes"
                         description="Document shards per teacher; each (teacher, shard) is one mapped task."),
         "student": Param(SETTINGS.train.student, type="string", title="Student",
                          description="Student preset (tiny, small), a checkpoint path or a models:/ URI."),
-        "sft_epochs": Param(SETTINGS.train.sft_epochs, type="number", exclusiveMinimum=0, title="SFT epochs"),
-        "rl_steps": Param(SETTINGS.train.rl_steps, type="integer", minimum=0, title="GRPO steps",
+        "sft_epochs": Param(SETTINGS.train.sft.epochs, type="number", exclusiveMinimum=0, title="SFT epochs"),
+        "rl_steps": Param(SETTINGS.train.rl.steps, type="integer", minimum=0, title="GRPO steps",
                           description="0 skips GRPO (local compute): the SFT student is registered."),
         "force_promote": Param(False, type="boolean", title="Force promote",
                                description="Override the metric checks of the gate (never the interval rule: "

@@ -204,7 +204,7 @@ def test_kubernetes_mode_renders_gpu_training_pods(airflow_home, monkeypatch, tm
             ("nvidia.com/gpu", "Exists", "NoSchedule")]
         env = {e.name: e for e in c.env}
         assert env["CONF_PROFILE_TRAIN__STUDENT"].value == "/models/qwen3-0.6b"
-        assert env["CONF_PROFILE_TRAIN__RL_STEPS"].value == "40"
+        assert env["CONF_PROFILE_TRAIN__RL__STEPS"].value == "40"
         assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "conf-profile-credentials"
         assert env["CONF_PROFILE_CONFIG"].value == "/opt/conf-profile/config.yaml"
         mount = c.volume_mounts[0]

@@ -26,8 +26,11 @@ DAY = dt.date(2026, 11, 10)
 TINY = """
 simulate: {users: 200, weeks: 2, start: 2026-11-02, seed: 7}
 labels: {shards: 2}
-train: {sft_epochs: 0.12, sft_batch_size: 16, sft_max_length: 512, rl_steps: 1, rl_num_generations: 2,
-        rl_prompts_per_step: 2, eval_users: 8, eval_batch_size: 8, threads: 2}
+train:
+  threads: 2
+  sft: {epochs: 0.12, batch_size: 16, max_length: 512}
+  rl: {steps: 1, num_generations: 2, prompts_per_step: 2}
+  eval: {users: 8, batch_size: 8}
 validation:  # one simulated day of 200 users is small: 1 bad row in 90 comments would exceed 1 %
   min_rows: {watch_events: 10, searches: 1, comments: 1, purchases: 0, profiles: 1}
   critical_max_bad_fraction: 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conf_profile.config import TeacherSpec
+from conf_profile.config.teachers import teacher_spec
 from conf_profile.labels.ballots import encode
 from conf_profile.labels.synthetic import teacher_table
 from conf_profile.labels.vote import vote
@@ -45,7 +45,7 @@ def test_teacher_weights_change_the_winner():
     rows = [("u1", "a", "gender", "male", 0.5), ("u1", "b", "gender", "female", 0.7)]
     assert _at(b := encode(teacher_table(rows), TAX), vote(b), "u1", "gender")[0] == _cls("gender", "female")
     # weight 2 for teacher a: male 1.0 vs female 0.7 -> male, confidence 1.0 / 1.7
-    b = encode(teacher_table(rows), TAX, teachers=[TeacherSpec(name="a", weight=2.0), TeacherSpec(name="b")])
+    b = encode(teacher_table(rows), TAX, teachers=[teacher_spec(name="a", weight=2.0), teacher_spec(name="b")])
     lab, conf, _ = _at(b, vote(b), "u1", "gender")
     assert lab == _cls("gender", "male")
     assert conf == pytest.approx(1.0 / 1.7)

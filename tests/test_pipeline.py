@@ -25,7 +25,7 @@ def test_params_become_settings(tmp_settings, monkeypatch):
     s = pipeline.load_settings(overrides={"teachers": ["lexicon_all", "lexicon_watch"], "shards": 3,
                                           "student": "small", "sft_epochs": 1.5, "rl_steps": 0, "stop_after": None})
     assert [t.name for t in s.labels.teachers] == ["lexicon_all", "lexicon_watch"]
-    assert (s.labels.shards, s.train.student, s.train.sft_epochs, s.train.rl_steps) == (3, "small", 1.5, 0)
+    assert (s.labels.shards, s.train.student, s.train.sft.epochs, s.train.rl.steps) == (3, "small", 1.5, 0)
     with pytest.raises(ConfigError, match="lexicon_all"):
         pipeline.load_settings(overrides={"teachers": ["gpt-9"]})
 
@@ -86,7 +86,7 @@ def test_config_hash_tracks_what_shapes_the_model(tmp_settings):
     tmp_settings.labels.shards = 9  # sharding changes nothing in the result
     tmp_settings.train.threads = 1
     assert tracking.config_hash(tmp_settings) == h
-    tmp_settings.train.sft_epochs = 2.0
+    tmp_settings.train.sft.epochs = 2.0
     assert tracking.config_hash(tmp_settings) != h
 
 

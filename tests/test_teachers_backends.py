@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conf_profile.config import TeacherSpec
+from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
@@ -41,7 +41,7 @@ def valid_rows(table, users: int, samples: int) -> list[dict]:
 def test_vllm_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(ConfProfileError) as err:
-        make_teacher(TeacherSpec(name="big", backend="vllm", model="/models/x"), TAX)
+        make_teacher(teacher_spec(name="big", backend="vllm", model="/models/x"), TAX)
     assert "pip install 'conf-profile[gpu]'" in str(err.value)
 
 
@@ -91,7 +91,7 @@ def test_vllm_wiring_with_stand_in(monkeypatch):
     good = {a.name: {"label": [a.classes[1]] if a.is_multi else a.classes[1], "confidence": 4, "rationale": "r"}
             for a in TAX.attributes}
     calls = fake_vllm(monkeypatch, {"a": [json.dumps(good), "garbage"], "b": ["```json\n" + json.dumps(good) + "```"]})
-    t = make_teacher(TeacherSpec(name="big", backend="vllm", model="/models/x", samples=2, temperature=0.8,
+    t = make_teacher(teacher_spec(name="big", backend="vllm", model="/models/x", samples=2, temperature=0.8,
                                  seed=3, engine_kwargs={"max_model_len": 4096}), TAX)
     table = t.label([("u1", "## profile\nkey: a"), ("u2", "## profile\nkey: b")])
     rows = valid_rows(table, 2, 2)
@@ -115,7 +115,7 @@ _VLLM_MODEL = os.environ.get("CONF_PROFILE_TEST_VLLM_MODEL")
                     reason="vllm not installed (GPU extra)" if not HAS_VLLM else
                     "set CONF_PROFILE_TEST_VLLM_MODEL to a local checkpoint to run the real vllm test")
 def test_vllm_real_model():  # pragma: no cover - GPU only
-    t = make_teacher(TeacherSpec(name="big", backend="vllm", model=_VLLM_MODEL,
+    t = make_teacher(teacher_spec(name="big", backend="vllm", model=_VLLM_MODEL,
                                  samples=2, temperature=0.7, max_tokens=512), TAX)
     table = t.label([("u1", "## profile\nbio: ⟦mom of two, nurse⟧\ndeclared_gender: female")])
     rows = valid_rows(table, 1, 2)
@@ -154,7 +154,7 @@ def build_tiny_model(path, chat_template: bool) -> None:
 @pytest.mark.parametrize("chat_template,samples,temperature", [(True, 2, 1.0), (False, 1, 0.0)])
 def test_hf_tiny_model_rows_are_well_formed(tmp_path, chat_template, samples, temperature):
     build_tiny_model(tmp_path, chat_template)
-    t = make_teacher(TeacherSpec(name="tiny", backend="hf", model=str(tmp_path), samples=samples,
+    t = make_teacher(teacher_spec(name="tiny", backend="hf", model=str(tmp_path), samples=samples,
                                  temperature=temperature, max_tokens=8, batch_size=2, seed=0), TAX)
     docs = [("u1", "## profile\nbio: ⟦hi⟧"), ("u2", "## watch\n- [gaming] ⟦a much longer title here⟧ 90%"),
             ("u3", "")]
@@ -165,6 +165,6 @@ def test_hf_tiny_model_rows_are_well_formed(tmp_path, chat_template, samples, te
 
 
 def test_hf_missing_model_is_a_clear_error(tmp_path):
-    t = make_teacher(TeacherSpec(name="tiny", backend="hf", model=str(tmp_path / "nope")), TAX)
+    t = make_teacher(teacher_spec(name="tiny", backend="hf", model=str(tmp_path / "nope")), TAX)
     with pytest.raises(ConfProfileError, match="cannot load the model"):
         t.label([("u1", "x")])

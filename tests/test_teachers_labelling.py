@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from conf_profile.cli import main
-from conf_profile.config import Settings, TeacherSpec
+from conf_profile.config import Settings
+from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
 from conf_profile.schema import DOCUMENT_SCHEMA
@@ -232,7 +233,7 @@ def test_label_shard_and_errors(lake, tmp_path):
 
 def test_teacher_that_cannot_be_built_fails_its_shards_only(lake, tmp_path):
     s = settings(tmp_path / "lake")
-    s.labels.teachers.append(TeacherSpec(name="remote", backend="openai", model="m"))  # no base_url
+    s.labels.teachers.append(teacher_spec(name="remote", backend="openai", model="m"))  # no base_url
     with pytest.raises(LabellingFailed, match="base_url") as err:
         label_interval(lake, IV, s)
     rep = err.value.report

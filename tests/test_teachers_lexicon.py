@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conf_profile.config import LabelSettings, TeacherSpec
+from conf_profile.config import LabelSettings
+from conf_profile.config.teachers import teacher_spec
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.teachers.base import make_teacher
@@ -158,7 +159,7 @@ def test_lexicon_is_data_teams_can_extend(tmp_path):
     data["attributes"]["interests"]["pets"]["strong"].append("axolotl care")
     path = tmp_path / "lex.yaml"
     path.write_text(yaml.safe_dump(data))
-    spec = TeacherSpec(name="lexicon_search", sources=["searches"], lexicon=str(path))
+    spec = teacher_spec(name="lexicon_search", sources=["searches"], lexicon=str(path))
     d = [("u1", "## searches\n- ⟦Axolotl care tips⟧\n- ⟦axolotl care for beginners⟧")]
     assert "pets" in answers(make_teacher(spec, TAX).label(d))["interests"]["label"]
     assert "pets" not in answers(teacher("lexicon_search").label(d))["interests"]["label"]
@@ -176,7 +177,7 @@ def test_bad_lexicon_is_a_clear_error(tmp_path, patch, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(LexiconError) as err:
-        make_teacher(TeacherSpec(name="x", lexicon=str(path)), TAX)
+        make_teacher(teacher_spec(name="x", lexicon=str(path)), TAX)
     assert message in str(err.value) and str(path) in str(err.value)
 
 

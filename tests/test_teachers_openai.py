@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fault_server import FaultServer
 
-from conf_profile.config import TeacherSpec
+from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
@@ -30,11 +30,11 @@ PLANS = {
 }
 
 
-def spec(url: str, **kw) -> TeacherSpec:
+def spec(url: str, **kw):
     base = dict(name="remote", backend="openai", model="test-model", base_url=url, samples=2, temperature=0.7,
                 max_concurrency=3, timeout_s=0.4, max_retries=2, retry_backoff_s=0.01, seed=1)
     base.update(kw)
-    return TeacherSpec(**base)
+    return teacher_spec(**base)
 
 
 def doc(key: str) -> str:
@@ -138,7 +138,7 @@ def test_unreachable_server_gives_connection_error_rows():
 
 def test_missing_base_url_is_a_clear_error():
     with pytest.raises(ConfProfileError, match="base_url"):
-        make_teacher(TeacherSpec(name="r", backend="openai", model="m"), TAX)
+        make_teacher(teacher_spec(name="r", backend="openai", model="m"), TAX)
 
 
 def test_label_interval_with_openai_teacher_keeps_every_user(tmp_path):

@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from conf_profile.cli import main
 from conf_profile.config import Settings
+from conf_profile.config.params import apply
 from conf_profile.intervals import Interval
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
@@ -29,9 +30,10 @@ def lake_settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     settings = Settings.load(lake=str(root / "lake"))
     settings.data_dir = root
-    settings.train = settings.train.model_copy(update={
-        "sft_epochs": 1.0, "sft_batch_size": 8, "sft_save_steps": 2, "rl_steps": 2, "rl_prompts_per_step": 2,
-        "rl_num_generations": 4, "rl_conf_band": (0.0, 1.0), "eval_users": 6, "eval_batch_size": 8, "threads": 2})
+    apply(settings, {"train.sft.epochs": 1.0, "train.sft.batch_size": 8, "train.sft.save_steps": 2,
+                     "train.rl.steps": 2, "train.rl.prompts_per_step": 2, "train.rl.num_generations": 4,
+                     "train.rl.conf_band": (0.0, 1.0), "train.eval.users": 6, "train.eval.batch_size": 8,
+                     "train.threads": 2})
     lake = Lake.from_settings(settings)
     build_synthetic(lake, INTERVAL, load_taxonomy(), users=60, seed=3)
     return lake, settings
@@ -106,7 +108,7 @@ def test_cli_evaluate_json(lake_settings, capsys):
     if not lake.is_committed(Lake.run_dir(INTERVAL, "models", "sft")):
         train_sft(lake, INTERVAL, settings)
     cfg = settings.data_dir / "train.yaml"
-    cfg.write_text(json.dumps({"data_dir": str(settings.data_dir), "train": {"eval_users": 4, "threads": 2}}))
+    cfg.write_text(json.dumps({"data_dir": str(settings.data_dir), "train": {"eval": {"users": 4}, "threads": 2}}))
     code = main(["evaluate", "--model", "sft", "--interval", str(INTERVAL), "--lake", lake.uri, "--config", str(cfg),
                  "--json"])
     out = json.loads(capsys.readouterr().out)
@@ -132,8 +134,8 @@ def test_accelerate_command_for_gpu_pods():
 def test_lora_sft_saves_a_merged_plain_model(tmp_path):
     settings = Settings.load(lake=str(tmp_path / "lake"))
     settings.data_dir = tmp_path
-    settings.train = settings.train.model_copy(update={
-        "lora": True, "lora_r": 4, "sft_epochs": 1.0, "sft_batch_size": 8, "sft_lr": 1e-3, "threads": 2})
+    apply(settings, {"train.lora": True, "train.lora_r": 4, "train.sft.epochs": 1.0, "train.sft.batch_size": 8,
+                     "train.sft.lr": 1e-3, "train.threads": 2})
     lake = Lake.from_settings(settings)
     build_synthetic(lake, INTERVAL, load_taxonomy(), users=30, seed=5)
     summary = train_sft(lake, INTERVAL, settings)

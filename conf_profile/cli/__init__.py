@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "conf_profile.cli.aggregate_cmds",  # aggregate, report
     "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
     "conf_profile.cli.ops_cmds",  # run, registry/promote, doctor, taxonomy
+    "conf_profile.cli.config_cmds",  # config
 ]
 
 

@@ -22,7 +22,7 @@ def register(sub, common) -> None:
                         "an interrupted run with the same data and settings.")
     add_interval_arg(s)
     s.add_argument("--student", help="preset, HF folder or models:/ URI (default: train.student = tiny)")
-    s.add_argument("--epochs", type=float, help="epochs (default: train.sft_epochs)")
+    s.add_argument("--epochs", type=float, help="epochs (default: train.sft.epochs)")
     s.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     s.add_argument("--launcher-command", metavar="CONFIG", choices=["single_gpu", "zero2", "zero3"],
                    help="print the `accelerate launch` command for a GPU pod with this config and exit")
@@ -31,11 +31,11 @@ def register(sub, common) -> None:
     r = tsub.add_parser("rl", parents=[common], help="confidence-guided GRPO (TRL GRPOTrainer)",
                         description="GRPO from runs/<interval>/models/sft on the difficulty-filtered RL prompts, "
                         "rewarded by agreement with a confidence-weighted vote of the rollouts and the Stage-1 "
-                        "profile (train.rl_voters: stage1) or raw teacher answers (teachers), a format reward and a "
+                        "profile (train.rl.voters: stage1) or raw teacher answers (teachers), a format reward and a "
                         "calibration term.")
     add_interval_arg(r)
-    r.add_argument("--steps", type=int, help="GRPO steps (default: train.rl_steps)")
-    r.add_argument("--teacher-vote-weight", type=float, help="weight of the Stage-1 voters in the quasi-ground truth (default: train.rl_teacher_vote_weight)")
+    r.add_argument("--steps", type=int, help="GRPO steps (default: train.rl.steps)")
+    r.add_argument("--teacher-vote-weight", type=float, help="weight of the Stage-1 voters in the quasi-ground truth (default: train.rl.teacher_vote_weight)")
     r.add_argument("--reward", choices=["confidence", "random"], help="'random' = the control experiment")
     r.add_argument("--launcher-command", metavar="CONFIG", choices=["single_gpu", "zero2", "zero3"],
                    help="print the `accelerate launch` command for a GPU pod with this config and exit")
@@ -55,12 +55,13 @@ def register(sub, common) -> None:
 
 def _settings(args: argparse.Namespace):
     settings = settings_from_args(args)
-    updates = {k: v for k, v in {
-        "student": getattr(args, "student", None), "sft_epochs": getattr(args, "epochs", None),
-        "rl_steps": getattr(args, "steps", None), "rl_teacher_vote_weight": getattr(args, "teacher_vote_weight", None),
-        "rl_reward": getattr(args, "reward", None)}.items() if v is not None}
-    settings.train = settings.train.model_copy(update=updates)
-    return settings
+    from conf_profile.config.params import apply
+
+    return apply(settings, {"train.student": getattr(args, "student", None),
+                            "train.sft.epochs": getattr(args, "epochs", None),
+                            "train.rl.steps": getattr(args, "steps", None),
+                            "train.rl.teacher_vote_weight": getattr(args, "teacher_vote_weight", None),
+                            "train.rl.reward": getattr(args, "reward", None)})
 
 
 def _launcher(args: argparse.Namespace, stage: str, settings) -> Result:
@@ -87,7 +88,7 @@ def cmd_sft(args: argparse.Namespace) -> Result:
     text = (f"SFT {s['base']} on {s['train_users']:,} users of {interval}: {s['steps']} steps, {s['epochs']:g} epochs"
             f"{resumed}; final loss {s['final_loss']:.3f}; {s['seconds']:.0f} s -> {s['path']}")
     if s["dropped_too_long"]:
-        text += f"\n  {s['dropped_too_long']} examples longer than train.sft_max_length were left out"
+        text += f"\n  {s['dropped_too_long']} examples longer than train.sft.max_length were left out"
     return Result(s, text)
 
 

@@ -284,8 +284,7 @@ def code_version() -> str:
 
 # Settings that shape the trained student (a change means a different model for the same data).
 _MODEL_SECTIONS = ("documents", "labels", "train")
-_NOT_MODEL = {"train": {"work_dir", "threads", "eval_batch_size", "eval_samples", "sft_save_steps"},
-              "labels": {"shards"}}
+_NOT_MODEL = {"train": {"work_dir", "threads", "eval"}, "labels": {"shards"}}
 
 
 def config_hash(settings: Settings) -> str:
@@ -294,6 +293,8 @@ def config_hash(settings: Settings) -> str:
         dump = getattr(settings, section).model_dump(mode="json")
         for k in _NOT_MODEL.get(section, set()):
             dump.pop(k, None)
+        if section == "train":
+            dump["sft"].pop("save_steps", None)
         data[section] = dump
     for t in data["labels"].get("teachers", []):
         for k in ("max_concurrency", "timeout_s", "max_retries", "retry_backoff_s", "batch_size", "base_url"):

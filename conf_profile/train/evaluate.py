@@ -115,14 +115,14 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     t0 = time.perf_counter()
     runtime.setup_torch(settings)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    docs, gold = eval_users(lake, interval, settings.train.eval_users)
+    docs, gold = eval_users(lake, interval, settings.train.eval.users)
     user_ids = docs.column("user_id").to_pylist()
     path = _resolve(model, lake, interval, settings)
     mdl, tok = student.load(path)
     if runtime.has_gpu():
         mdl = mdl.to("cuda")
     budget = answer_budget(tok, taxonomy)
-    texts = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval_batch_size,
+    texts = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval.batch_size,
                      desc=f"evaluate {name}")
     gen_s = time.perf_counter() - t0
     parsed = [parse_answer(t[0], taxonomy, confidence="probability") for t in texts]
@@ -130,9 +130,9 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     rollouts = [Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in parsed]
     row = score(predictions(user_ids, rollouts, taxonomy), gold, taxonomy, name=name, valid_rate=valid_rate,
                 users=user_ids)
-    k = settings.train.eval_samples if samples is None else samples
+    k = settings.train.eval.samples if samples is None else samples
     if k:
-        sampled = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval_batch_size,
+        sampled = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval.batch_size,
                            samples=k, desc=f"sample {name} x{k}")
         row["sampling"] = sampled_metrics(user_ids, sampled, gold, taxonomy)
     rel = Lake.run_dir(interval, "eval", row_file(name))

@@ -1,6 +1,6 @@
 """Stage 2.2: confidence-guided GRPO from the SFT student (TRL GRPOTrainer), rewards in rewards.py.
 
-Difficulty filtering keeps users whose Stage-1 aggregated confidence lies in TrainSettings.rl_conf_band:
+Difficulty filtering keeps users whose Stage-1 aggregated confidence lies in train.rl.conf_band:
 too easy gives every rollout the same answer (zero advantage), too hard is noise. On GPU, rollouts come
 from vLLM colocated with the trainer when vllm is installed; on CPU from transformers' generate.
 """
@@ -30,7 +30,7 @@ def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Ta
     """Rows whose stage1_confidence lies in [lo, hi] (inclusive), and the kept/dropped counts."""
     lo, hi = band
     if not 0.0 <= lo <= hi <= 1.0:
-        raise ConfProfileError(f"rl_conf_band {band} is not a band inside [0, 1].", "Set train.rl_conf_band: [lo, hi].")
+        raise ConfProfileError(f"train.rl.conf_band {band} is not a band inside [0, 1].", "Set train.rl.conf_band: [lo, hi].")
     conf = pc.fill_null(table.column("stage1_confidence"), -1.0)
     keep = pc.and_(pc.greater_equal(conf, lo), pc.less_equal(conf, hi))
     kept = table.filter(keep)
@@ -50,7 +50,7 @@ def stage1_voters(profile: str | None) -> str:
     and without this voter every abstention scores 0 and GRPO teaches the student to guess (measured: coverage
     0.85 -> 0.96, F1 -3.6). An empty multi-label answer does not vote.
 
-    The profile votes with full weight (`rl_teacher_vote_weight`), not weighted by its own confidence: it already
+    The profile votes with full weight (`train.rl.teacher_vote_weight`), not weighted by its own confidence: it already
     is the confidence-weighted vote of every teacher, and its multi-label confidence (exact set match) is
     near 0, which would hand `interests` to the rollouts' self-vote (measured: interests 54 -> 46 F1)."""
     prof = json.loads(profile) if profile else {}
@@ -81,8 +81,8 @@ def grpo_config(settings: Settings, output_dir: str, max_completion_length: int)
     from trl import GRPOConfig
 
     ts = settings.train
-    g = ts.rl_num_generations
-    per_device = g * max(1, ts.rl_prompts_per_step // _world_size())
+    g = ts.rl.num_generations
+    per_device = g * max(1, ts.rl.prompts_per_step // _world_size())
     gpu = runtime.has_gpu()
     vllm = runtime.use_vllm()
     return GRPOConfig(
@@ -90,15 +90,15 @@ def grpo_config(settings: Settings, output_dir: str, max_completion_length: int)
         per_device_train_batch_size=per_device,
         num_generations=g,
         max_completion_length=max_completion_length,
-        temperature=ts.rl_temperature,
+        temperature=ts.rl.temperature,
         top_k=0,
-        learning_rate=ts.rl_lr,
+        learning_rate=ts.rl.lr,
         lr_scheduler_type="constant",
-        max_steps=ts.rl_steps,
-        beta=ts.rl_beta,
-        loss_type=ts.rl_loss_type,
-        reward_weights=list(ts.rl_reward_weights),
-        logging_steps=max(1, min(5, ts.rl_steps)),
+        max_steps=ts.rl.steps,
+        beta=ts.rl.beta,
+        loss_type=ts.rl.loss_type,
+        reward_weights=list(ts.rl.reward_weights),
+        logging_steps=max(1, min(5, ts.rl.steps)),
         save_strategy="no",
         report_to="none",
         disable_tqdm=not progress.enabled(),
@@ -122,26 +122,26 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
     table, dropped_eval = load_rl_prompts(lake, interval)
-    kept, filt = difficulty_filter(table, ts.rl_conf_band)
-    if kept.num_rows < ts.rl_prompts_per_step:
+    kept, filt = difficulty_filter(table, ts.rl.conf_band)
+    if kept.num_rows < ts.rl.prompts_per_step:
         raise ConfProfileError(
-            f"Only {kept.num_rows} RL prompts lie in the confidence band {list(ts.rl_conf_band)} "
+            f"Only {kept.num_rows} RL prompts lie in the confidence band {list(ts.rl.conf_band)} "
             f"({filt['dropped_too_easy']} too easy, {filt['dropped_too_hard']} too hard).",
-            "Widen train.rl_conf_band or lower train.rl_prompts_per_step.")
+            "Widen train.rl.conf_band or lower train.rl.prompts_per_step.")
     sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
     model, tok = student.load(sft_path, for_training=True)
     work = runtime.work_dir(settings, interval, "rl")
     args = grpo_config(settings, str(work / "checkpoints"), answer_budget(tok, taxonomy))
-    priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl_prior_power > 0 else None
-    rewards = ConfidenceRewards(taxonomy, ts.rl_teacher_vote_weight, control=ts.rl_reward == "random", seed=ts.seed,
-                                priors=priors, prior_power=ts.rl_prior_power)
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept, ts.rl_voters),
+    priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl.prior_power > 0 else None
+    rewards = ConfidenceRewards(taxonomy, ts.rl.teacher_vote_weight, control=ts.rl.reward == "random", seed=ts.seed,
+                                priors=priors, prior_power=ts.rl.prior_power)
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept, ts.rl.voters),
                           processing_class=tok, callbacks=[runtime.stage_logger("rl")])
-    params = {"rl.steps": ts.rl_steps, "rl.lr": ts.rl_lr, "rl.num_generations": ts.rl_num_generations,
-              "rl.prompts_per_step": ts.rl_prompts_per_step, "rl.conf_band": list(ts.rl_conf_band),
-              "rl.teacher_vote_weight": ts.rl_teacher_vote_weight, "rl.voters": ts.rl_voters, "rl.beta": ts.rl_beta,
-              "rl.loss_type": ts.rl_loss_type, "rl.reward": ts.rl_reward, "rl.prior_power": ts.rl_prior_power, "rl.temperature": ts.rl_temperature,
-              "rl.reward_weights": list(ts.rl_reward_weights), "rl.use_vllm": args.use_vllm}
+    params = {"rl.steps": ts.rl.steps, "rl.lr": ts.rl.lr, "rl.num_generations": ts.rl.num_generations,
+              "rl.prompts_per_step": ts.rl.prompts_per_step, "rl.conf_band": list(ts.rl.conf_band),
+              "rl.teacher_vote_weight": ts.rl.teacher_vote_weight, "rl.voters": ts.rl.voters, "rl.beta": ts.rl.beta,
+              "rl.loss_type": ts.rl.loss_type, "rl.reward": ts.rl.reward, "rl.prior_power": ts.rl.prior_power, "rl.temperature": ts.rl.temperature,
+              "rl.reward_weights": list(ts.rl.reward_weights), "rl.use_vllm": args.use_vllm}
     runtime.log_params(params)
     runtime.quiet_stdout(trainer)
     result = trainer.train()

@@ -33,7 +33,8 @@ def fingerprint(rows: list[dict], settings: Settings) -> str:
     for r in rows:
         h.update(f"{r['user_id']}\x1f{r['document']}\x1f{r['target']}\x1e".encode())
     ts = settings.train
-    shaping = {k: v for k, v in ts.model_dump().items() if k in _SFT_FIELDS or k.startswith("sft_")}
+    shaping = {k: v for k, v in ts.model_dump().items() if k in _SFT_FIELDS}
+    shaping["sft"] = ts.sft.model_dump()
     shaping["preset"] = repr(student.PRESETS.get(ts.student))  # a preset's architecture is part of its identity
     h.update(json.dumps(shaping, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
@@ -92,7 +93,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
                                "Check the aggregate stage's output (labels/distill).")
     base = prepare_base(lake, interval, settings, rows)
     model, tok = student.load(base, for_training=True)
-    dataset, too_long = _dataset(rows, tok, ts.sft_max_length)
+    dataset, too_long = _dataset(rows, tok, ts.sft.max_length)
 
     work = runtime.work_dir(settings, interval, "sft")
     ckpt_dir = work / "checkpoints"
@@ -104,20 +105,20 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     marker.write_text(fp)
     last = get_last_checkpoint(str(ckpt_dir)) if resume else None
 
-    steps_per_epoch = math.ceil(len(dataset) / ts.sft_batch_size)
+    steps_per_epoch = math.ceil(len(dataset) / ts.sft.batch_size)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
-        num_train_epochs=ts.sft_epochs,
-        per_device_train_batch_size=ts.sft_batch_size,
-        learning_rate=ts.sft_lr,
+        num_train_epochs=ts.sft.epochs,
+        per_device_train_batch_size=ts.sft.batch_size,
+        learning_rate=ts.sft.lr,
         lr_scheduler_type="cosine",
         warmup_steps=0.05,
         weight_decay=0.0,
         assistant_only_loss=True,
-        max_length=ts.sft_max_length,
+        max_length=ts.sft.max_length,
         logging_steps=max(1, min(10, steps_per_epoch)),
         save_strategy="steps",
-        save_steps=ts.sft_save_steps,
+        save_steps=ts.sft.save_steps,
         save_total_limit=2,
         report_to="none",  # MLflow through runtime.stage_logger (see there why)
         disable_tqdm=not progress.enabled(),
@@ -128,12 +129,12 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=student.lora_config(settings), callbacks=[runtime.stage_logger("sft"), *(callbacks or [])])
-    runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.epochs": ts.sft_epochs,
-                        "sft.lr": ts.sft_lr, "sft.batch_size": ts.sft_batch_size, "sft.train_users": len(dataset)})
+    runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.epochs": ts.sft.epochs,
+                        "sft.lr": ts.sft.lr, "sft.batch_size": ts.sft.batch_size, "sft.train_users": len(dataset)})
     runtime.quiet_stdout(trainer)
     result = trainer.train(resume_from_checkpoint=last)
 
-    meta = {"base": ts.student, "lora": ts.lora, "epochs": ts.sft_epochs, "steps": trainer.state.global_step,
+    meta = {"base": ts.student, "lora": ts.lora, "epochs": ts.sft.epochs, "steps": trainer.state.global_step,
             "train_users": len(dataset), "fingerprint": fp}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, base)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -1,0 +1,151 @@
+"""One settings tree for the whole platform: embedded defaults, a YAML file, then environment overrides.
+
+Precedence (last wins): defaults < YAML file (`--config` or CONF_PROFILE_CONFIG) < environment
+(`CONF_PROFILE_<SECTION>__<FIELD>[__<FIELD>]`, e.g. `CONF_PROFILE_TRAIN__SFT__EPOCHS=3`) < explicit CLI flags
+and run parameters (`conf_profile.config.params`). Every section refuses unknown keys, naming the nearest
+valid one. Credentials come from the environment only (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or
+CONF_PROFILE_S3__ACCESS_KEY / ...SECRET_KEY); a config file that holds them is rejected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from conf_profile.config.sections import (
+    DEFAULT_TAXONOMY,
+    ComputeSettings,
+    DocumentSettings,
+    EvalSettings,
+    LabelSettings,
+    MlflowSettings,
+    PromotionSettings,
+    RLSettings,
+    S3Settings,
+    SFTSettings,
+    SimulateSettings,
+    TrainSettings,
+    ValidationSettings,
+)
+from conf_profile.config.strict import explain
+from conf_profile.config.teachers import (
+    AnyTeacher,
+    HFTeacher,
+    LexiconTeacher,
+    OpenAITeacher,
+    TeacherSpec,
+    VLLMTeacher,
+)
+from conf_profile.errors import ConfigError
+
+__all__ = [
+    "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "HFTeacher",
+    "LabelSettings", "LexiconTeacher", "MlflowSettings", "OpenAITeacher", "PromotionSettings", "RLSettings",
+    "S3Settings", "SFTSettings", "Settings", "SimulateSettings", "TeacherSpec", "TrainSettings", "VLLMTeacher",
+    "ValidationSettings",
+]
+
+_SECRET_KEYS = {"access_key", "secret_key", "aws_access_key_id", "aws_secret_access_key", "password", "api_key"}
+
+
+class Settings(BaseSettings):
+    """The whole settings tree. `Settings.load()` is the one entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="CONF_PROFILE_", env_nested_delimiter="__", extra="forbid",
+                                      validate_assignment=True)
+
+    data_dir: Path = Path("data")
+    lake: str | None = None  # None: <data_dir>/lake
+    taxonomy_path: Path = DEFAULT_TAXONOMY
+    s3: S3Settings = Field(default_factory=S3Settings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env beats init (the YAML file is passed as init kwargs); explicit overrides are applied after.
+        return (env_settings, init_settings)
+
+    @property
+    def lake_uri(self) -> str:
+        return self.lake or str((self.data_dir / "lake").resolve())
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return str((self.data_dir / "mlartifacts").resolve())
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults < YAML < env < overrides (None overrides are ignored)."""
+        path = path or os.environ.get("CONF_PROFILE_CONFIG")
+        data = _read_file(Path(path)) if path else {}
+        where = f"config file {path}" if path else "the configuration"
+        try:
+            settings = cls(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"Invalid configuration: {explain(exc, cls, where)}.",
+                              "Fix the named settings (a CONF_PROFILE_* variable sets them too); "
+                              "`conf-profile config --defaults` prints every valid key.") from None
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+        # Standard AWS variables fill S3 credentials when the prefixed ones are absent.
+        if settings.s3.access_key is None and os.environ.get("AWS_ACCESS_KEY_ID"):
+            settings.s3.access_key = SecretStr(os.environ["AWS_ACCESS_KEY_ID"])
+        if settings.s3.secret_key is None and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            settings.s3.secret_key = SecretStr(os.environ["AWS_SECRET_ACCESS_KEY"])
+        if settings.s3.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
+            settings.s3.endpoint_url = os.environ["AWS_ENDPOINT_URL"]
+        return settings
+
+
+def _read_file(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        raise ConfigError(f"Config file {p} does not exist.", "Pass an existing YAML file to --config.")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {p} is not valid YAML: {exc}.", "Fix the YAML syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {p} must hold a mapping at the top.", "See README, 'Configuration'.")
+    leaked = _find_secret_keys(data)
+    if leaked:
+        raise ConfigError(
+            f"Config file {p} holds credentials ({', '.join(leaked)}).",
+            "Remove them from the file and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment.",
+        )
+    return data
+
+
+def _find_secret_keys(data: Any, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            name = f"{prefix}.{k}" if prefix else str(k)
+            if str(k).lower() in _SECRET_KEYS and v not in (None, ""):
+                found.append(name)
+            found.extend(_find_secret_keys(v, name))
+    return found

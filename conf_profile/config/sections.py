@@ -1,0 +1,189 @@
+"""The sections of the settings tree (every one a `Strict` model: unknown keys are refused).
+
+`conf_profile.config` assembles them into `Settings` and loads them; this module only says what each
+section holds and its defaults (docs/training.md and docs/labels.md say why the defaults are what they are).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from conf_profile.config.strict import Strict
+from conf_profile.config.teachers import TeacherSpec, default_teachers
+
+DEFAULT_TAXONOMY = Path(__file__).parents[1] / "resources" / "taxonomy.yaml"
+
+
+class S3Settings(Strict):
+    """MinIO/S3 endpoint. Credentials are read from the environment only."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO; None = AWS
+    region: str = "us-east-1"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+class SimulateSettings(Strict):
+    users: int = 6000  # enough distillation data for the CPU student in one `make run` (docs/training.md)
+    weeks: int = 2
+    start: date | None = None  # None: the Monday four weeks before today
+    seed: int = 7
+    pii_rate: float = 0.05
+    injection_rate: float = 0.02
+    duplicate_rate: float = 0.01
+    null_rate: float = 0.002
+    out_of_range_rate: float = 0.001
+    long_text_rate: float = 0.005
+    disclosure_rate: float = 0.02
+    sparse_user_rate: float = 0.15
+    churn_rate: float = 0.05
+    new_user_rate: float = 0.05
+    # Activity (means per active user and week; per-user rates are heavy-tailed around them).
+    watch_per_user: float = Field(100.0, gt=0)
+    searches_per_user: float = Field(12.0, ge=0)
+    comments_per_user: float = Field(3.0, ge=0)
+    purchases_per_user: float = Field(1.0, ge=0)
+    # Misleading evidence and more dirt (docs/simulator.md).
+    shared_device_rate: float = Field(0.05, ge=0, le=1)  # some events come from another person on the device
+    declared_null_rate: float = Field(0.6, ge=0, le=1)  # declared gender / birth year left empty
+    declared_wrong_rate: float = Field(0.1, ge=0, le=1)  # declared gender / birth year false
+    emoji_rate: float = Field(0.08, ge=0, le=1)  # comments and bios with emoji appended
+    non_ascii_rate: float = Field(0.03, ge=0, le=1)  # comments and bios with non-ASCII words appended
+
+
+class ValidationSettings(Strict):
+    ts_skew_hours: float = 2.0  # events this far outside the interval are tolerated (late clocks)
+    min_rows: dict[str, int] = Field(
+        default_factory=lambda: {"watch_events": 100, "searches": 1, "comments": 1, "purchases": 0, "profiles": 1}
+    )
+    max_text_chars: int = 2000
+    # Row-level critical checks (null user_id, ts outside the interval, out-of-range numbers) fail the run only
+    # when more than this share of a table's rows violates one; the violating rows are quarantined either way.
+    critical_max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
+
+
+class DocumentSettings(Strict):
+    char_budget: int = Field(1200, ge=100)  # 0 or less would build no documents (and replace good ones)
+    max_watch_items: int = Field(12, ge=0)
+    max_searches: int = Field(8, ge=0)
+    max_comments: int = Field(4, ge=0)
+    max_purchases: int = Field(5, ge=0)
+    max_text_chars: int = 200  # each nickname/bio/title/query/comment is cut here, so one item cannot eat the budget
+
+
+class LabelSettings(Strict):
+    shards: int = Field(4, ge=1)
+    teachers: list[TeacherSpec] = Field(default_factory=default_teachers)
+    multilabel_threshold: float = Field(0.5, gt=0, le=1)
+    class_cap_factor: float = Field(1.5, ge=1)
+    gold_dev_users: int = 0  # >0: calibrate on this many gold users instead of leave-one-teacher-out
+    include_rationale: bool = False
+    # Voting and calibration choices (docs/labels.md says why, with the measurements behind the defaults).
+    unknown_weight: float = 1.0  # share of an "unknown" answer's w*c that enters the vote-confidence denominator
+    calibration_per_attribute: bool = True  # one isotonic map per attribute (pooled map as fallback)
+    calibration_min_points: int = 200  # attributes with fewer calibration points use the pooled map
+    prior_shift: bool = False  # re-decide single-label votes under the EM priors (measured: no gain; labels.md)
+    loto_redundancy: float = 0.9  # (teacher, attribute) agreeing this often with the others is left out of LOTO
+    reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
+
+
+class SFTSettings(Strict):
+    """Stage 2.1, supervised distillation (TRL SFTTrainer)."""
+
+    epochs: float = Field(5.0, gt=0)  # CPU default sized for `make run` (~5.5 min on 2 cores); docs/training.md
+    lr: float = Field(1e-2, gt=0)  # measured: 1e-2 > 3e-3 (46.9 vs 44.7 F1 at 3 epochs; docs/training.md)
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(1024, ge=16)  # tokens per example (document + answer); longer ones are dropped, counted
+    save_steps: int = Field(50, ge=1)  # checkpoint every N steps (resume after a crash)
+
+
+class RLSettings(Strict):
+    """Stage 2.2, confidence-guided GRPO (TRL GRPOTrainer)."""
+
+    steps: int = Field(40, ge=0)  # 0 skips GRPO
+    lr: float = Field(2e-4, gt=0)  # higher drifts (5e-4: -2.6 F1); docs/training.md
+    num_generations: int = Field(16, ge=2)  # G rollouts per prompt: a larger group votes and ranks more reliably
+    prompts_per_step: int = Field(4, ge=1)
+    conf_band: tuple[float, float] = (0.35, 0.9)  # difficulty filter on the Stage-1 confidence
+    teacher_vote_weight: float = Field(8.0, ge=0)  # x voter confidence (stage1: x 1); 16 rollouts at ~0.7 weigh ~11
+    # Who joins the rollouts' vote: each teacher's raw answer, or the Stage-1 profile (calibrated, balanced vote)
+    voters: Literal["teachers", "stage1"] = "stage1"
+    temperature: float = Field(0.7, gt=0)  # rollouts closer to the greedy answer that is evaluated and served
+    beta: float = Field(0.0, ge=0)  # KL anchor to the SFT model (0 = no reference model)
+    loss_type: str = "dapo"  # TRL GRPOConfig.loss_type
+    reward: Literal["confidence", "random"] = "confidence"  # "random" is the control experiment
+    prior_power: float = Field(0.0, ge=0)  # >0: quasi-GT class = argmax vote / prior^power (docs/training.md)
+    reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # agreement, format, calibration
+
+
+class EvalSettings(Strict):
+    """Scoring students on the gold evaluation users."""
+
+    users: int = Field(0, ge=0)  # first N gold eval users by id; 0 = all of them (the users teachers are scored on)
+    batch_size: int = Field(64, ge=1)
+    samples: int = Field(0, ge=0)  # >0: also report avg@k / maj@k over k sampled answers (T=1)
+
+
+class TrainSettings(Strict):
+    student: str = "tiny"  # preset name, a local HF path, or a models:/ URI
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)  # LoRA rank when lora=True (GPU checkpoints)
+    seed: int = 13
+    work_dir: str | None = None  # local checkpoints; None: <data_dir>/work
+    threads: int | None = Field(None, ge=1)  # torch CPU threads; None: torch's default
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    rl: RLSettings = Field(default_factory=RLSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+
+
+class ComputeSettings(Strict):
+    mode: Literal["local", "kubernetes"] = "local"
+    namespace: str = "conf-profile"
+    trainer_image: str = "ghcr.io/conf-profile/trainer:0.1.0"
+    gpus: int = 1
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    accelerate_config: str = "zero2"
+    vllm_base_url: str | None = None
+    # Orchestration (dags/, docs/orchestration.md). Transient failures (object store, teacher servers) are
+    # retried with exponential backoff; validation never is.
+    retries: int = Field(2, ge=0)
+    retry_delay_s: float = Field(60.0, ge=0)
+    max_retry_delay_s: float = Field(900.0, ge=0)
+    promote_pool: str = "conf_profile_promote"  # a 1-slot Airflow pool: two promotions never overlap
+    # Training pods (compute.mode = kubernetes): the trainer image's repository copy holds the accelerate
+    # configs; settings come from the ConfigMap (one file mounted by subPath, so the image's folder stays
+    # visible); S3 credentials from keys of the credentials Secret.
+    accelerate_config_root: str = "/opt/conf-profile/src/configs/accelerate"
+    settings_config_map: str | None = "conf-profile-settings"
+    settings_mount_path: str = "/opt/conf-profile/config.yaml"
+    secret_name: str = "conf-profile-credentials"
+    secret_env: dict[str, str] = Field(default_factory=lambda: {
+        "AWS_ACCESS_KEY_ID": "s3-access-key", "AWS_SECRET_ACCESS_KEY": "s3-secret-key"})
+    env_secret: str | None = None  # a Secret whose keys are env var names, passed whole (envFrom)
+    service_account: str | None = None
+    pod_cpu: str = "8"
+    pod_memory: str = "64Gi"
+    pod_startup_timeout_s: int = Field(1800, ge=60)
+    inference_batch_size: int = Field(64, ge=1)  # users per generate() call in the daily inference DAG
+
+
+class PromotionSettings(Strict):
+    f1_margin: float = 0.5  # points
+    ece_limit: float = 0.10
+    attribute_drop_tolerance: float = 3.0  # points
+
+
+class MlflowSettings(Strict):
+    tracking_uri: str | None = None  # None: sqlite under data_dir
+    registry_uri: str | None = None
+    experiment: str = "conf-profile"
+    model_name: str = "conf-profile-student"
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    ui_url: str | None = None  # MLflow UI base for Airflow links; None: tracking_uri when http(s), else local
