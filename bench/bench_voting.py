@@ -34,8 +34,8 @@ from conf_profile.config import LabelSettings
 from conf_profile.evaluate.metrics import macro_f1
 from conf_profile.labels.aggregate import aggregate_ballots
 from conf_profile.labels.ballots import Ballots, encode
-from conf_profile.labels.synthetic import answers_to_table, bench_taxonomy, simulate_answers
 from conf_profile.labels.vote import vote
+from conf_profile.testing.teacher_answers import answers_to_table, bench_taxonomy, simulate_answers
 
 N_TEACHERS = 5
 N_ATTRS = 8
@@ -125,7 +125,7 @@ def synthetic(n_users: int, seed: int) -> tuple[pa.Table, np.ndarray]:
 def lake_quality(path: str, settings: LabelSettings) -> dict:
     """The same comparison on a simulated lake's latest interval (teacher outputs + gold labels)."""
     from conf_profile.data.extract import latest_interval
-    from conf_profile.evaluate.gold import read_gold
+    from conf_profile.gold import read_gold
     from conf_profile.labels.ballots import encode_labels
     from conf_profile.labels.io import read_teacher_outputs
     from conf_profile.storage import Lake

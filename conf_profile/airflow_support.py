@@ -1,9 +1,12 @@
-"""Glue between Airflow and `conf_profile.pipeline`, so that the DAG files stay wiring only.
+"""Glue between Airflow and the stage runner (`conf_profile.stages`), so that the DAG files stay wiring only.
 
-Imported at DAG parse time: keep it light (no pipeline, MLflow, torch or pyarrow imports at module level).
-- `run_stage` calls a pipeline function with the run's data interval, run id and Params, and maps errors to
-  Airflow's vocabulary: a skipped or unavailable stage -> skip; bad data / bad configuration -> fail without
-  retry; anything else -> an ordinary failure (retried where the task has retries).
+Imported at DAG parse time: keep it light (no MLflow, torch or pyarrow imports at module level; the stage
+registry is plain data).
+- `run_task` runs one stage (or the plan / commit / record part of one) through the same runner as
+  `conf-profile run`, with the run's data interval, run id and Params, and maps the runner's outcome to
+  Airflow's vocabulary: skip -> AirflowSkipException, fail -> AirflowFailException (no retry), retry -> the
+  error itself (retried where the task has retries).
+- `finish_run` (the refresh DAG's last task, trigger rule all_done) ends the run's MLflow parent run.
 - `training_pod` builds the KubernetesPodOperator of one training stage (kubernetes compute mode).
 """
 
@@ -13,18 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conf_profile.config import Settings
+from conf_profile.config import params as run_params
+from conf_profile.stages import registry
 
-# Same order as conf_profile.pipeline.STAGES (a test keeps them equal; importing the pipeline here would
-# pull pyarrow into every DAG parse).
-STAGES = ("validate", "documents", "label", "aggregate", "train_sft", "train_rl", "evaluate", "register", "promote")
 OWNER = "conf-profile"
 TAGS = ["conf-profile", "mlops"]
 START_DATE = datetime(2026, 1, 5)  # a Monday; catchup is off, older weeks are explicit backfills
 VALIDATED_WEEK = "conf-profile://validated-week"
 REGISTERED_MODEL = "conf-profile://registered-model"
-_STAGE_OF = {"extract_validate": "validate", "build_documents": "documents", "plan_label_shards": "label",
-             "label_shard": "label", "record_training": "train"}
-PARAM_KEYS = ("teachers", "shards", "student", "sft_epochs", "rl_steps", "stop_after", "force_promote")
+STAGES = registry.REFRESH
 
 
 def dag_settings() -> Settings:
@@ -44,6 +44,20 @@ def default_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+def dag_params(settings: Settings) -> dict[str, Any]:
+    """The refresh DAG's Params, derived from the settings model (`config.params`), plus the run controls."""
+    from airflow.sdk import Param
+
+    out = {p.name: Param(run_params.values(settings)[p.name], title=p.title, description=p.description,
+                         **run_params.json_schema(settings, p)) for p in run_params.RUN_PARAMS}
+    out["force_promote"] = Param(False, type="boolean", title="Force promote",
+                                 description="Override the metric checks of the gate (never the interval rule: "
+                                             "a backfill cannot replace a newer champion).")
+    out["stop_after"] = Param("all", type="string", enum=["all", *STAGES], title="Stop after",
+                              description="Run the stages up to this one; later ones are skipped.")
+    return out
+
+
 def interval_of(context: Any) -> str:
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None:
@@ -51,45 +65,45 @@ def interval_of(context: Any) -> str:
     return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
 
 
-def overrides_of(context: Any) -> dict[str, Any]:
-    params = context.get("params") or {}
-    return {k: params.get(k) for k in PARAM_KEYS if k in params}
+def params_of(context: Any) -> dict[str, Any]:
+    given = context.get("params") or {}
+    keys = [*run_params.BY_NAME, *run_params.CONTROLS]
+    return {k: given.get(k) for k in keys if k in given}
 
 
-def run_stage(name: str, *, with_interval: bool = True, **kwargs: Any) -> Any:
-    """Call `conf_profile.pipeline.<name>` for the current task (see the module docstring)."""
+def run_task(name: str, *, part: str = "fn", with_interval: bool = True, **kwargs: Any) -> Any:
+    """Run stage `name` (part fn | plan | commit | record) for the current task instance."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from conf_profile import pipeline
-    from conf_profile.errors import ConfigError, TaxonomyError, ValidationFailed
-    from conf_profile.registry.promotion import PromotionError
+    from conf_profile.stages import runner
 
     context = get_current_context()
-    call: dict[str, Any] = {"dag_run_id": context["run_id"], **kwargs}
-    if with_interval:
-        call["interval"] = interval_of(context)
-        call.setdefault("overrides", overrides_of(context))
-    stage = _STAGE_OF.get(name, name)
     try:
-        return getattr(pipeline, name)(**call)
-    except (pipeline.StageSkipped, pipeline.StageUnavailable, pipeline.NothingToDo) as exc:
-        pipeline._emit(stage, "skipped", {"error": str(exc)})
-        raise AirflowSkipException(str(exc)) from None
-    except (ValidationFailed, ConfigError, TaxonomyError, PromotionError) as exc:
-        pipeline._emit(stage, "failed", {"error": str(exc)})
-        raise AirflowFailException(str(exc)) from exc
+        return runner.run(name, part=part, interval=interval_of(context) if with_interval else None,
+                          run_id=context["run_id"], params=params_of(context), **kwargs)
     except Exception as exc:
-        pipeline._emit(stage, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        kind = runner.outcome(exc)
+        if kind == "skip":
+            raise AirflowSkipException(str(exc)) from None
+        if kind == "fail":
+            raise AirflowFailException(str(exc)) from exc
         raise
+
+
+def finish_run() -> dict:
+    """The last task of a refresh run (trigger rule all_done): end the MLflow parent run — FAILED when a stage
+    failed for good (the runner tags the parent run with the failed stage)."""
+    return run_task("finish")
 
 
 def on_dag_failure(context: Any) -> None:
     """DAG failure callback: mark the run's MLflow parent run FAILED (best effort)."""
     try:
-        from conf_profile import pipeline
+        from conf_profile.stages import runner
+        from conf_profile.stages.context import make_context
 
-        pipeline.mark_failed(context["run_id"])
+        runner.finish(make_context(None, run_id=context["run_id"]), failed=True)
     except Exception:  # noqa: BLE001 - a callback must never raise
         import logging
 

@@ -8,12 +8,13 @@ object appears whole or not at all). Multi-file outputs are committed by a `_man
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,6 +39,9 @@ class Lake:
     fs: pafs.FileSystem
     root: str
     s3: S3Settings | None = None
+    # Content hashes of the files this process wrote (rel path -> hex), so a commit can record them without
+    # reading anything back (fingerprints of stage outputs; see `fingerprint`).
+    written: dict[str, str] = field(default_factory=dict, repr=False)
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -123,6 +127,7 @@ class Lake:
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Atomic: local temp file + rename; S3 single PUT."""
         full = self.path(rel)
+        self.written[rel.strip("/")] = content_hash(data)
         self._mkdir_parent(full)
         if self.is_s3:
             with self.fs.open_output_stream(full) as f:
@@ -162,13 +167,35 @@ class Lake:
         """Write the manifest that makes `files` (relative to `rel_dir`) the content of `rel_dir`, then
         delete files in the folder that the manifest does not list (leftovers of an older attempt)."""
         files = sorted(files)
-        self.write_json(posixpath.join(rel_dir, MANIFEST), {"files": files, "meta": meta or {}})
+        hashes = {f: self.file_hash(posixpath.join(rel_dir, f)) for f in files}
+        self.write_json(posixpath.join(rel_dir, MANIFEST), {"files": files, "hashes": hashes, "meta": meta or {}})
         keep = set(files) | {MANIFEST}
         for f in self.list_files(rel_dir):
             name = posixpath.relpath(f, rel_dir)
             if name not in keep and not posixpath.basename(name).startswith(".tmp-"):
                 self.delete(f)
         return rel_dir
+
+    def file_hash(self, rel: str) -> str:
+        """Content hash of one file: from the write when this process wrote it, else by reading it."""
+        rel = rel.strip("/")
+        return self.written.get(rel) or content_hash(self.read_bytes(rel))
+
+    def fingerprint(self, rel: str) -> str:
+        """Identity of a committed folder's content (its files and their hashes) or of a single file. Cheap:
+        a folder's manifest records the hashes (older manifests without them are hashed by content once)."""
+        if self.is_committed(rel):
+            m = self.manifest(rel)
+            hashes = m.get("hashes") or {f: self.file_hash(posixpath.join(rel, f)) for f in m["files"]}
+            return content_hash(json.dumps([[f, hashes.get(f)] for f in sorted(m["files"])]).encode())
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.NotFound:
+            raise LakeError(f"{self.uri_of(rel)} does not exist.", "Run the stage that writes it first.")
+        if info.type == pafs.FileType.File:
+            return self.file_hash(rel)
+        parts = [[c, self.fingerprint(posixpath.join(rel, c))] for c in self.listdir(rel)
+                 if not c.startswith((".tmp-", "."))]  # a folder of committed folders and files
+        return content_hash(json.dumps(parts).encode())
 
     def is_committed(self, rel_dir: str) -> bool:
         return self.exists(posixpath.join(rel_dir, MANIFEST))
@@ -239,6 +266,10 @@ class Lake:
 
     def partition_days(self, table_name: str) -> list[str]:
         return [d.split("=", 1)[1] for d in self.listdir(self.raw_dir(table_name)) if d.startswith("dt=")]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:

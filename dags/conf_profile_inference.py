@@ -33,15 +33,15 @@ SETTINGS = af.dag_settings()
 def conf_profile_inference():
     @task(retries=0)
     def champion():
-        return af.run_stage("infer_champion", with_interval=False)
+        return af.run_task("infer_champion", with_interval=False)
 
     @task(execution_timeout=timedelta(hours=1))
     def prepare():
-        return af.run_stage("infer_prepare")
+        return af.run_task("infer_prepare")
 
     @task(outlets=[Asset("conf-profile://profiles")], execution_timeout=timedelta(hours=6))
     def profile(model: dict):
-        return af.run_stage("infer_profiles", model_version=model["model_version"])
+        return af.run_task("infer_profiles", model_version=model["model_version"])
 
     chosen = champion()
     chosen >> prepare() >> profile(chosen)

@@ -43,7 +43,7 @@ def conf_profile_promote():
     @task(pool=SETTINGS.compute.promote_pool, max_active_tis_per_dag=1)
     def promote_manual(params=None, dag_run=None):
         who = getattr(dag_run, "triggering_user_name", None) or "manual"
-        return af.run_stage("promote_manual", with_interval=False, model_version=params["model_version"] or None,
+        return af.run_task("promote_manual", with_interval=False, model_version=params["model_version"] or None,
                             action=params["action"], reason=params["reason"], actor=f"{who} ({dag_run.run_id})")
 
     promote_manual()

@@ -3,12 +3,15 @@
 
 One run = one Monday-aligned week (UTC), its data interval `START..END` (END exclusive):
 
-`extract_validate` → `documents` → `label` (mapped over teacher × shard) → `aggregate` → `train_sft` →
-`train_rl` → `evaluate` → `register` → `promote`
+`extract_validate` → `documents` → `plan_label` → `label` (mapped over teacher × shard) → `label_done` →
+`aggregate` → `train_sft` → `train_rl` → `evaluate` → `register` → `promote` → `finish_run`
 
-Data moves through the lake by URI (`runs/<START>_<END>/...`); XComs are small summaries. Every task of a run
-logs into one MLflow parent run (tagged with the run id). `promote` applies the gate of method.md
-("Promotion") and never demotes a newer champion (backfills are safe). Older weeks: backfill from the UI or
+The stages, their task ids and what each reads and writes are listed once, in `conf_profile.stages.registry`;
+every task runs through the same stage runner as `conf-profile run`. Each stage commits as a unit (its
+outputs, then a stage manifest); a stage refuses an upstream that has not committed. Data moves through the
+lake by URI (`runs/<START>_<END>/...`); XComs are small summaries. Every task of a run logs into one MLflow
+parent run, which `finish_run` ends whatever happened. `promote` applies the gate of method.md ("Promotion")
+and never demotes a newer champion (backfills are safe). Older weeks: backfill from the UI or
 `airflow backfill create --dag-id conf_profile_refresh --from-date ... --to-date ...` (docs/orchestration.md).
 
 Compute (`compute.mode` in the settings): `local` runs every stage in the worker; `kubernetes` runs SFT and
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_context, task
 
 from conf_profile import airflow_support as af
+from conf_profile.stages.registry import BY_NAME
 
 SETTINGS = af.dag_settings()
-TEACHERS = [t.name for t in SETTINGS.labels.teachers]
 KUBERNETES = SETTINGS.compute.mode == "kubernetes"
+T = {name: stage.task_id for name, stage in BY_NAME.items()}
 
 
 @dag(
@@ -39,80 +43,70 @@ KUBERNETES = SETTINGS.compute.mode == "kubernetes"
     tags=[*af.TAGS, "weekly", "training"],
     doc_md=__doc__,
     on_failure_callback=af.on_dag_failure,
-    params={
-        "teachers": Param(TEACHERS, type="array", items={"type": "string", "enum": TEACHERS}, minItems=1,
-                          title="Teachers", description="Teachers that label this week (labels.teachers)."),
-        "shards": Param(SETTINGS.labels.shards, type="integer", minimum=1, title="Shards",
-                        description="Document shards per teacher; each (teacher, shard) is one mapped task."),
-        "student": Param(SETTINGS.train.student, type="string", title="Student",
-                         description="Student preset (tiny, small), a checkpoint path or a models:/ URI."),
-        "sft_epochs": Param(SETTINGS.train.sft.epochs, type="number", exclusiveMinimum=0, title="SFT epochs"),
-        "rl_steps": Param(SETTINGS.train.rl.steps, type="integer", minimum=0, title="GRPO steps",
-                          description="0 skips GRPO (local compute): the SFT student is registered."),
-        "force_promote": Param(False, type="boolean", title="Force promote",
-                               description="Override the metric checks of the gate (never the interval rule: "
-                                           "a backfill cannot replace a newer champion)."),
-        "stop_after": Param("all", type="string", enum=["all", *af.STAGES], title="Stop after",
-                            description="Run the stages up to this one; later ones are skipped."),
-    },
+    params=af.dag_params(SETTINGS),
 )
 def conf_profile_refresh():
-    @task(retries=0, outlets=[Asset(af.VALIDATED_WEEK)], execution_timeout=timedelta(hours=1))
-    def extract_validate():
-        return af.run_stage("extract_validate")
+    @task(task_id=T["validate"], retries=0, outlets=[Asset(af.VALIDATED_WEEK)], execution_timeout=timedelta(hours=1))
+    def validate():
+        return af.run_task("validate")
 
-    @task(execution_timeout=timedelta(hours=1))
+    @task(task_id=T["documents"], execution_timeout=timedelta(hours=1))
     def documents():
-        return af.run_stage("build_documents")
+        return af.run_task("documents")
 
-    @task(retries=0)
-    def plan_label_shards():
-        return af.run_stage("plan_label_shards")
+    @task(task_id=BY_NAME["label"].plan_task_id, retries=0)
+    def plan_label():
+        return af.run_task("label", part="plan")
 
-    @task(map_index_template="{{ shard_name }}", execution_timeout=timedelta(hours=6))
+    @task(task_id=T["label"], map_index_template="{{ shard_name }}", execution_timeout=timedelta(hours=6))
     def label(teacher: str, shard: int):
         get_current_context()["shard_name"] = f"{teacher}/shard-{shard}"
-        return af.run_stage("label_shard", teacher=teacher, shard=shard)
+        return af.run_task("label", teacher=teacher, shard=shard)
 
-    @task(execution_timeout=timedelta(hours=1))
+    @task(task_id=BY_NAME["label"].commit_task_id, trigger_rule="all_done", retries=0)
+    def label_done():
+        return af.run_task("label", part="commit")
+
+    @task(task_id=T["aggregate"], execution_timeout=timedelta(hours=1))
     def aggregate():
-        return af.run_stage("aggregate")
+        return af.run_task("aggregate")
 
-    @task(retries=1, execution_timeout=timedelta(hours=12))
+    @task(task_id=T["train_sft"], retries=1, execution_timeout=timedelta(hours=12))
     def train_sft():
-        return af.run_stage("train_sft")
+        return af.run_task("train_sft")
 
-    @task(retries=1, execution_timeout=timedelta(hours=12))
+    @task(task_id=T["train_rl"], retries=1, execution_timeout=timedelta(hours=12))
     def train_rl():
-        return af.run_stage("train_rl")
+        return af.run_task("train_rl")
 
-    @task(retries=1, task_id="record_train_sft")
+    @task(task_id=f"record_{T['train_sft']}", retries=1)
     def record_sft():
-        return af.run_stage("record_training", stage="sft")
+        return af.run_task("train_sft", part="record", stage="sft")
 
-    @task(retries=1, task_id="record_train_rl")
+    @task(task_id=f"record_{T['train_rl']}", retries=1)
     def record_rl():
-        return af.run_stage("record_training", stage="rl")
+        return af.run_task("train_rl", part="record", stage="rl")
 
-    @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(hours=3))
+    @task(task_id=T["evaluate"], trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(hours=3))
     def evaluate():
-        return af.run_stage("evaluate")
+        return af.run_task("evaluate")
 
-    @task(outlets=[Asset(af.REGISTERED_MODEL)])
+    @task(task_id=T["register"], outlets=[Asset(af.REGISTERED_MODEL)])
     def register():
-        return af.run_stage("register")
+        return af.run_task("register")
 
-    @task(pool=SETTINGS.compute.promote_pool, max_active_tis_per_dag=1)
+    @task(task_id=T["promote"], pool=SETTINGS.compute.promote_pool, max_active_tis_per_dag=1)
     def promote(registered: dict):
-        return af.run_stage("promote", model_version=registered["model_version"])
+        return af.run_task("promote", model_version=registered["model_version"])
 
-    validated = extract_validate()
-    docs = documents()
-    plan = plan_label_shards()
-    labels = label.expand_kwargs(plan)
-    agg = aggregate()
+    @task(task_id=T["finish"], trigger_rule="all_done", retries=1)
+    def finish():
+        return af.finish_run()
+
+    validated, docs, plan = validate(), documents(), plan_label()
+    labels, committed, agg = label.expand_kwargs(plan), label_done(), aggregate()
     validated >> docs >> plan
-    labels >> agg
+    labels >> committed >> agg
     if KUBERNETES:
         sft_pod, rl_pod = af.training_pod("sft", SETTINGS), af.training_pod("rl", SETTINGS)
         sft_done, rl_done = record_sft(), record_rl()
@@ -124,7 +118,7 @@ def conf_profile_refresh():
     [sft_done, rl_done] >> ev
     registered = register()
     ev >> registered
-    promote(registered)
+    promote(registered) >> finish()
 
 
 conf_profile_refresh()

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 DAGS = {"conf_profile_refresh", "conf_profile_promote", "conf_profile_inference"}
 HEAVY = ("torch", "transformers", "trl", "mlflow", "datasets", "great_expectations", "pyarrow",
-         "conf_profile.pipeline", "conf_profile.registry", "kubernetes")
+         "conf_profile.stages.runner", "conf_profile.registry", "kubernetes")
 
 
 def _bag(monkeypatch, tmp_path, **env):
@@ -58,18 +58,20 @@ def test_refresh_dag_wiring(bag):
     tt = dag.timetable
     assert isinstance(tt, CronDataIntervalTimetable) and tt.expression == "0 0 * * 1"  # Monday, real interval
     assert str(getattr(tt.timezone, "name", tt.timezone)) == "UTC"
+    from conf_profile.stages import registry
+
     t = dag.task_dict
-    order = ["extract_validate", "documents", "plan_label_shards", "label", "aggregate", "train_sft", "train_rl",
-             "evaluate", "register", "promote"]
+    order = registry.refresh_task_ids()  # the registry is the one source of the stage list
+    assert order == ["extract_validate", "documents", "plan_label", "label", "label_done", "aggregate", "train_sft",
+                     "train_rl", "evaluate", "register", "promote", "finish_run"]
     assert set(order) == set(t)
-    for a, b in [("extract_validate", "documents"), ("documents", "plan_label_shards"),
-                 ("plan_label_shards", "label"), ("label", "aggregate"), ("aggregate", "train_sft"),
-                 ("train_sft", "train_rl"), ("train_rl", "evaluate"), ("train_sft", "evaluate"),
-                 ("evaluate", "register"), ("register", "promote")]:
+    for a, b in zip(order, order[1:], strict=False):
         assert a in t[b].upstream_task_ids, (a, b)
+    assert "train_sft" in t["evaluate"].upstream_task_ids
+    assert t["finish_run"].trigger_rule == "all_done" and t["label_done"].trigger_rule == "all_done"
     assert t["extract_validate"].retries == 0  # bad data is not transient
     label = t["label"]
-    assert type(label).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_label_shards
+    assert type(label).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_label
     assert label.partial_kwargs.get("retries", dag.default_args["retries"]) >= 1
     assert dag.default_args["retry_exponential_backoff"] and dag.default_args["max_retry_delay"] > timedelta(0)
     assert t["promote"].pool == "conf_profile_promote" and t["promote"].max_active_tis_per_dag == 1
@@ -78,7 +80,11 @@ def test_refresh_dag_wiring(bag):
     assert outlets == {"extract_validate": ["conf-profile://validated-week"],
                        "register": ["conf-profile://registered-model"]}
     params = dag.params.dump()
-    assert {"teachers", "shards", "student", "sft_epochs", "rl_steps", "force_promote", "stop_after"} <= set(params)
+    from conf_profile.config import params as run_params
+
+    assert {*run_params.BY_NAME, *run_params.CONTROLS} == set(params)
+    assert params["stop_after"] == "all" and dag.params.get_param("stop_after").schema["enum"][1:] == list(
+        registry.REFRESH)
     assert params["force_promote"] is False and "lexicon_all" in params["teachers"]
 
 

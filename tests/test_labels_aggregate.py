@@ -15,10 +15,10 @@ from conf_profile.errors import LakeError
 from conf_profile.evaluate import format_report, report_interval
 from conf_profile.intervals import Interval
 from conf_profile.labels import aggregate_interval
-from conf_profile.labels.synthetic import gold_table, teacher_table
 from conf_profile.splits import eval_mask
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
+from conf_profile.testing.teacher_answers import gold_table, teacher_table
 
 TAX = load_taxonomy()
 IV = Interval.parse("2026-01-05..2026-01-12")

@@ -16,9 +16,9 @@ from conf_profile.labels.calibrate import (
     saerens_em,
 )
 from conf_profile.labels.isotonic import Calibrator, fit_isotonic
-from conf_profile.labels.synthetic import teacher_table
 from conf_profile.labels.vote import vote
 from conf_profile.taxonomy import load_taxonomy
+from conf_profile.testing.teacher_answers import teacher_table
 
 TAX = load_taxonomy()
 

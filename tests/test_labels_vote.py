@@ -7,9 +7,9 @@ import pytest
 
 from conf_profile.config.teachers import teacher_spec
 from conf_profile.labels.ballots import encode
-from conf_profile.labels.synthetic import teacher_table
 from conf_profile.labels.vote import vote
 from conf_profile.taxonomy import load_taxonomy
+from conf_profile.testing.teacher_answers import teacher_table
 
 TAX = load_taxonomy()
 

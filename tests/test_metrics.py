@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 
 from conf_profile.evaluate.metrics import ece, macro_f1, reliability, score
-from conf_profile.labels.synthetic import gold_table
 from conf_profile.splits import is_eval_user
 from conf_profile.taxonomy import Attribute, Taxonomy
+from conf_profile.testing.teacher_answers import gold_table
 
 TAX = Taxonomy(attributes=[
     Attribute(name="gender", classes=["male", "female"]),

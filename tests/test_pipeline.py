@@ -1,41 +1,40 @@
-"""pipeline.py and registry.tracking without training: settings from Params, stage gating, identities, MLflow
-parent/child runs and lineage."""
+"""The stage runner's context and registry.tracking without training: settings from Params, stage gating,
+identities, MLflow parent/child runs and lineage."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pyarrow as pa
 import pytest
 
-from conf_profile import airflow_support, pipeline
 from conf_profile.errors import ConfigError
 from conf_profile.intervals import Interval
 from conf_profile.registry import tracking
+from conf_profile.stages import registry, runner
+from conf_profile.stages.context import make_context
 from conf_profile.storage import Lake
 
 W = Interval.parse("2026-11-09..2026-11-16")
 
 
-def test_stage_lists_agree():
-    assert airflow_support.STAGES == pipeline.STAGES
-    assert set(pipeline.STAGE_MODULES) == set(pipeline.STAGES)
-
-
 def test_params_become_settings(tmp_settings, monkeypatch):
     monkeypatch.setenv("CONF_PROFILE_DATA_DIR", str(tmp_settings.data_dir))
-    s = pipeline.load_settings(overrides={"teachers": ["lexicon_all", "lexicon_watch"], "shards": 3,
-                                          "student": "small", "sft_epochs": 1.5, "rl_steps": 0, "stop_after": None})
+    ctx = make_context(str(W), run_params={"teachers": ["lexicon_all", "lexicon_watch"], "shards": 3,
+                                           "student": "small", "sft_epochs": 1.5, "rl_steps": 0, "stop_after": None})
+    s = ctx.settings
     assert [t.name for t in s.labels.teachers] == ["lexicon_all", "lexicon_watch"]
     assert (s.labels.shards, s.train.student, s.train.sft.epochs, s.train.rl.steps) == (3, "small", 1.5, 0)
     with pytest.raises(ConfigError, match="lexicon_all"):
-        pipeline.load_settings(overrides={"teachers": ["gpt-9"]})
+        make_context(str(W), run_params={"teachers": ["gpt-9"]})
 
 
 def test_kubernetes_mode_routes_gpu_teachers_to_the_vllm_service(monkeypatch, tmp_path):
     cfg = tmp_path / "k8s.yaml"
-    cfg.write_text("compute: {mode: kubernetes, vllm_base_url: 'http://vllm:8000/v1'}\n"
+    cfg.write_text(f"data_dir: {tmp_path}\ncompute: {{mode: kubernetes, vllm_base_url: 'http://vllm:8000/v1'}}\n"
                    "labels:\n  teachers:\n    - {name: big, backend: vllm, model: Qwen/Qwen2.5-7B-Instruct}\n"
                    "    - {name: srv, backend: openai, model: teacher}\n    - {name: lex, backend: lexicon}\n")
-    s = pipeline.load_settings(str(cfg))
+    s = make_context(str(W), config=str(cfg)).settings
     by = {t.name: t for t in s.labels.teachers}
     assert by["big"].backend == "openai" and by["big"].base_url == "http://vllm:8000/v1"
     assert by["srv"].base_url == "http://vllm:8000/v1" and by["lex"].backend == "lexicon"
@@ -43,20 +42,21 @@ def test_kubernetes_mode_routes_gpu_teachers_to_the_vllm_service(monkeypatch, tm
 
 def test_stop_after_skips_later_stages(tmp_settings, monkeypatch):
     monkeypatch.setenv("CONF_PROFILE_DATA_DIR", str(tmp_settings.data_dir))
-    c = pipeline.context(str(W), overrides={"stop_after": "documents"})
-    pipeline._check_stop("documents", c)
-    with pytest.raises(pipeline.StageSkipped, match="stops after documents"):
-        pipeline._check_stop("label", c)
-    with pytest.raises(pipeline.StageSkipped):
-        pipeline.plan_label_shards(str(W), overrides={"stop_after": "validate"})
+    ctx = make_context(str(W), run_params={"stop_after": "documents"})
+    runner._check_stop(registry.BY_NAME["documents"], ctx)
+    with pytest.raises(runner.StageSkipped, match="stops after documents"):
+        runner._check_stop(registry.BY_NAME["label"], ctx)
+    with pytest.raises(runner.StageSkipped):
+        runner.run("label", part="plan", interval=str(W), params={"stop_after": "validate"}, tracking=False)
 
 
-def test_available_stages_reports_import_errors(monkeypatch):
-    monkeypatch.setitem(pipeline.STAGE_MODULES, "register", ("conf_profile.no_such_module",))
-    avail = pipeline.available_stages()
-    assert avail["validate"] is None and "no_such_module" in avail["register"]
-    with pytest.raises(pipeline.StageUnavailable):
-        pipeline._require("register")
+def test_unimportable_stage_is_unavailable_and_skipped(tmp_settings, monkeypatch):
+    monkeypatch.setenv("CONF_PROFILE_DATA_DIR", str(tmp_settings.data_dir))
+    broken = dataclasses.replace(registry.BY_NAME["register"], fn="conf_profile.no_such_module:run")
+    monkeypatch.setitem(registry.BY_NAME, "register", broken)
+    with pytest.raises(runner.StageUnavailable) as err:
+        runner.run("register", interval=str(W), tracking=False)
+    assert runner.outcome(err.value) == "skip"
 
 
 def test_dataset_hash_follows_content_not_meta(tmp_path):

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from conf_profile import pipeline
 from conf_profile.cli import main
+from conf_profile.stages import registry as stage_registry
 
 SMALL = "simulate: {users: 120, weeks: 1, start: 2026-11-09, seed: 3}\n" \
         "validation: {min_rows: {watch_events: 10, searches: 1, comments: 1, purchases: 0, profiles: 1}}\n"
@@ -37,19 +37,22 @@ def test_run_stops_early_and_says_what_did_not_run(small_config, capsys):
     assert code == 0 and out["ok"] and out["mode"] == "in-process"
     assert out["simulated"]["users"] == 120 and out["interval"] == "2026-11-09..2026-11-16"
     assert out["stages"]["validate"] == "ran" and out["stages"]["documents"] == "ran"
-    for s in pipeline.STAGES[2:]:
+    for s in stage_registry.REFRESH[2:-1]:  # finish is not a reported stage
         assert out["stages"][s] == "not run: --stages documents"
     assert out["validation"]["rows_in"] > 0 and out["documents"] > 0
     assert "report" not in out and "promotion" not in out
 
 
 def test_run_reports_missing_stages_as_not_run(small_config, capsys, monkeypatch):
-    monkeypatch.setitem(pipeline.STAGE_MODULES, "label", ("conf_profile.not_built_yet",))
+    import dataclasses
+
+    label = dataclasses.replace(stage_registry.BY_NAME["label"], plan="conf_profile.not_built_yet:plan")
+    monkeypatch.setitem(stage_registry.BY_NAME, "label", label)
     code = main(["run", "--config", str(small_config), "--no-airflow"])
     text = capsys.readouterr().out
     assert code == 0
     assert "validate   ran" in text and "documents  ran" in text
-    assert "label      not run: stage not available (conf_profile.not_built_yet" in text
+    assert "label      not run: stage not available (Stage label is not available (conf_profile.not_built_yet" in text
     assert "promote    not run: an earlier stage is not available" in text
     assert "Validation of 2026-11-09..2026-11-16: PASSED" in text and "Documents: " in text
 

@@ -29,7 +29,8 @@ COMMAND_MODULES = [
     "conf_profile.cli.label_cmds",  # label (teachers)
     "conf_profile.cli.aggregate_cmds",  # aggregate, report
     "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
-    "conf_profile.cli.ops_cmds",  # run, registry/promote, doctor, taxonomy
+    "conf_profile.cli.run_cmds",  # run (the whole weekly refresh)
+    "conf_profile.cli.ops_cmds",  # registry/promote, doctor, taxonomy
     "conf_profile.cli.config_cmds",  # config
 ]
 

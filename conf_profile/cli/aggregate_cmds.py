@@ -25,13 +25,10 @@ def register(sub, common) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> Result:
-    from conf_profile.labels import aggregate_interval
-    from conf_profile.storage import Lake
+    from conf_profile.cli.data_cmds import run_stage
 
-    settings = settings_from_args(args)
-    lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
-    s = aggregate_interval(lake, interval, settings)
+    s = run_stage(args, "aggregate")
+    interval = s["interval"]
     errors = sum(s["excluded_error_rows"].values())
     invalid = sum(s["excluded_invalid_rows"].values())
     text = (
@@ -45,6 +42,7 @@ def cmd_aggregate(args: argparse.Namespace) -> Result:
         f"{s['eval_users']:,} eval users left out) -> {s['paths']['distill']}"
         + f"\n  RL prompts: {s['rl_prompts']:,} -> {s['paths']['rl_prompts']}"
         + f"\n  votes -> {s['paths']['votes']}"
+        + (f"\n  LEFT OUT (incomplete labels): {', '.join(s['left_out_teachers'])}" if s["left_out_teachers"] else "")
     )
     return Result(s, text)
 

@@ -69,27 +69,23 @@ def cmd_simulate(args: argparse.Namespace) -> Result:
     return Result(summary, text)
 
 
-def cmd_validate(args: argparse.Namespace) -> Result:
-    from conf_profile.data.validate import format_summary, validate_interval
-    from conf_profile.storage import Lake
+def run_stage(args: argparse.Namespace, name: str, params: dict | None = None, **kwargs):
+    """A CLI stage command = that stage through the stage runner (stage manifest included), no MLflow."""
+    from conf_profile.stages import runner
 
-    settings = settings_from_args(args)
-    lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
-    summary = validate_interval(lake, interval, settings)
-    return Result(summary, format_summary(summary))
+    return runner.run(name, interval=args.interval, config=args.config, lake=args.lake, tracking=False,
+                      params=params, **kwargs)
+
+
+def cmd_validate(args: argparse.Namespace) -> Result:
+    summary = run_stage(args, "validate")
+    return Result(summary, summary.pop("summary_text", ""))
 
 
 def cmd_documents(args: argparse.Namespace) -> Result:
-    from conf_profile.data.documents import build_documents
-    from conf_profile.storage import Lake
-
-    settings = settings_from_args(args)
-    lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
-    summary = build_documents(lake, interval, settings)
+    summary = run_stage(args, "documents")
     text = (
-        f"Built {summary['documents']:,} user documents for {interval} "
+        f"Built {summary['documents']:,} user documents for {summary['interval']} "
         f"(median {summary['median_chars']} chars, budget {summary['char_budget']}; "
         f"{summary['pii_redactions']:,} PII redactions) -> {summary['path']}"
     )

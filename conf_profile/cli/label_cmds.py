@@ -32,7 +32,17 @@ def cmd_label(args: argparse.Namespace) -> Result:
     interval = resolve_interval(lake, args.interval)
     shards = [args.shard] if args.shard is not None else None
     summary = label_interval(lake, interval, settings, teacher=args.teacher, force=args.force, shards=shards)
-    return Result(summary, format_summary(summary))
+    text = format_summary(summary)
+    if args.teacher is None and shards is None:  # every teacher and shard: commit the label stage
+        from conf_profile.cli.data_cmds import run_stage
+
+        summary["commit"] = run_stage(args, "label", part="commit")
+        text += f"\nCommitted the label stage: {', '.join(summary['commit']['teachers'])}"
+        if summary["commit"]["left_out"]:
+            text += f" (LEFT OUT, incomplete: {', '.join(summary['commit']['left_out'])})"
+    else:
+        text += "\n(not committed: run without --teacher/--shard to commit the label stage)"
+    return Result(summary, text)
 
 
 def format_summary(summary: dict) -> str:

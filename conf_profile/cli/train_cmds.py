@@ -6,7 +6,7 @@ import argparse
 import shlex
 
 from conf_profile.cli import Result, settings_from_args
-from conf_profile.cli.data_cmds import add_interval_arg, resolve_interval
+from conf_profile.cli.data_cmds import add_interval_arg, resolve_interval, run_stage
 
 
 def register(sub, common) -> None:
@@ -54,14 +54,16 @@ def register(sub, common) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    settings = settings_from_args(args)
     from conf_profile.config.params import apply
 
-    return apply(settings, {"train.student": getattr(args, "student", None),
-                            "train.sft.epochs": getattr(args, "epochs", None),
-                            "train.rl.steps": getattr(args, "steps", None),
-                            "train.rl.teacher_vote_weight": getattr(args, "teacher_vote_weight", None),
-                            "train.rl.reward": getattr(args, "reward", None)})
+    return apply(settings_from_args(args), _overrides(args))
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {"train.student": getattr(args, "student", None), "train.sft.epochs": getattr(args, "epochs", None),
+            "train.rl.steps": getattr(args, "steps", None),
+            "train.rl.teacher_vote_weight": getattr(args, "teacher_vote_weight", None),
+            "train.rl.reward": getattr(args, "reward", None)}
 
 
 def _launcher(args: argparse.Namespace, stage: str, settings) -> Result:
@@ -75,33 +77,27 @@ def _launcher(args: argparse.Namespace, stage: str, settings) -> Result:
 
 
 def cmd_sft(args: argparse.Namespace) -> Result:
-    from conf_profile.storage import Lake
-    from conf_profile.train.sft import train_sft
 
     settings = _settings(args)
     if args.launcher_command:
         return _launcher(args, "sft", settings)
-    lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
-    s = train_sft(lake, interval, settings, resume=not args.no_resume)
+    s = run_stage(args, "train_sft", params=_overrides(args), resume=not args.no_resume)
+    interval = s["interval"]
     resumed = f", resumed from {s['resumed_from']}" if s["resumed_from"] else ""
     text = (f"SFT {s['base']} on {s['train_users']:,} users of {interval}: {s['steps']} steps, {s['epochs']:g} epochs"
-            f"{resumed}; final loss {s['final_loss']:.3f}; {s['seconds']:.0f} s -> {s['path']}")
+            f"{resumed}; final loss {_loss(s['final_loss'])}; {s['seconds']:.0f} s -> {s['path']}")
     if s["dropped_too_long"]:
         text += f"\n  {s['dropped_too_long']} examples longer than train.sft.max_length were left out"
     return Result(s, text)
 
 
 def cmd_rl(args: argparse.Namespace) -> Result:
-    from conf_profile.storage import Lake
-    from conf_profile.train.rl import train_rl
 
     settings = _settings(args)
     if args.launcher_command:
         return _launcher(args, "rl", settings)
-    lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
-    s = train_rl(lake, interval, settings)
+    s = run_stage(args, "train_rl", params=_overrides(args))
+    interval = s["interval"]
     f = s["difficulty_filter"]
     text = (f"GRPO from sft on {interval}: {s['steps']} steps x {s['prompts_per_step']} prompts x "
             f"{s['num_generations']} rollouts; reward {s['reward_first']} -> {s['reward_last']}; "
@@ -128,3 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Result:
         smp = row["sampling"]
         text += f"\n  sampled T=1: avg@{smp['k']} F1 {smp['avg_f1']:.1f}, maj@{smp['k']} F1 {smp['maj_f1']:.1f}"
     return Result(s, text)
+
+
+def _loss(value) -> str:
+    return "n/a (fewer steps than the logging interval)" if value is None else f"{value:.3f}"

@@ -77,6 +77,11 @@ class DocumentSettings(Strict):
 
 class LabelSettings(Strict):
     shards: int = Field(4, ge=1)
+    # A teacher shard with more error rows than this share (a server down, a bad API key) is not committed: the
+    # task fails and is retried. `min_teachers`: how many configured teachers must be complete for aggregate
+    # (None = all); a teacher left out is named in the summary, the report card and MLflow.
+    max_error_share: float = Field(0.2, ge=0, le=1)
+    min_teachers: int | None = Field(None, ge=1)
     teachers: list[TeacherSpec] = Field(default_factory=default_teachers)
     multilabel_threshold: float = Field(0.5, gt=0, le=1)
     class_cap_factor: float = Field(1.5, ge=1)

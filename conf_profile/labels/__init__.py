@@ -20,7 +20,9 @@ from conf_profile.labels.aggregate import Aggregate, aggregate_ballots
 from conf_profile.labels.ballots import Ballots, encode, encode_labels
 from conf_profile.labels.calibrate import class_caps, decided
 from conf_profile.labels.io import read_documents, read_teacher_outputs
+from conf_profile.labels.predictions import teacher_predictions
 from conf_profile.labels.records import label_lists, merged_rationale, profile_json, teacher_answers_json
+from conf_profile.layout import RunLayout
 from conf_profile.splits import eval_mask
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
@@ -37,14 +39,10 @@ VOTES_SCHEMA = pa.schema([
 ])
 
 
-def labels_dir(interval: Interval, *parts: str) -> str:
-    return Lake.run_dir(interval, "labels", *parts)
-
-
 def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> dict:
     taxonomy = load_taxonomy(settings.taxonomy_path)
     ls = settings.labels
-    answers, info = read_teacher_outputs(lake, interval, ls.shards)
+    answers, info = read_teacher_outputs(lake, interval, ls.shards, teachers=[t.name for t in ls.teachers])
     docs = read_documents(lake, interval)
     b = encode(answers, taxonomy, ls.teachers, users=docs["user_id"].combine_chunks(),
                keep_rationale=ls.include_rationale)
@@ -61,14 +59,13 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
     train = ~is_eval
     keep, dropped = class_caps(b.layout, agg.label, agg.confidence, agg.shift.priors, ls.class_cap_factor, train)
 
-    paths = {
-        "votes": labels_dir(interval, "votes"),
-        "calibration": labels_dir(interval, "calibration.json"),
-        "distill": labels_dir(interval, "distill"),
-        "rl_prompts": labels_dir(interval, "rl_prompts"),
-    }
+    lay = RunLayout(interval)
+    paths = {"votes": lay.votes, "teacher_predictions": lay.teacher_predictions, "calibration": lay.calibration,
+             "distill": lay.distill, "rl_prompts": lay.rl_prompts}
     votes = votes_table(b, agg, order)
     lake.write_committed_table(paths["votes"], votes, meta={"interval": str(interval), "users": b.n_users})
+    lake.write_committed_table(paths["teacher_predictions"], teacher_predictions(b, ls.multilabel_threshold),
+                               meta={"interval": str(interval), "teachers": b.teachers})
     calibration = calibration_json(agg, b.teachers, order, n_dev, interval)
     lake.write_json(paths["calibration"], calibration)
 
@@ -157,7 +154,7 @@ def calibration_json(agg: Aggregate, teachers: list[str], order: list[str], n_de
 def _gold_dev(lake: Lake, b: Ballots, is_eval: np.ndarray, n: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     """The first `n` non-evaluation users (user-id order) that have gold labels: a small, explicitly
     configured dev set (method.md 4a). Evaluation users are never used, so the report stays honest."""
-    from conf_profile.evaluate.gold import read_gold
+    from conf_profile.gold import read_gold
 
     code, present = encode_labels(read_gold(lake), b.layout, b.users)
     candidates = np.flatnonzero(present.any(axis=1) & ~is_eval)[:n]

@@ -8,22 +8,27 @@ import pyarrow as pa
 
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
+from conf_profile.layout import RunLayout
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.storage import Lake
 
 
 def teacher_dir(interval: Interval) -> str:
-    return Lake.run_dir(interval, "teachers")
+    return RunLayout(interval).teachers
 
 
-def read_teacher_outputs(lake: Lake, interval: Interval, shards: int | None = None) -> tuple[pa.Table, dict]:
-    """All committed shards of all teachers, as one TEACHER_OUTPUT_SCHEMA table.
+def read_teacher_outputs(lake: Lake, interval: Interval, shards: int | None = None,
+                         teachers: list[str] | None = None) -> tuple[pa.Table, dict]:
+    """The committed shards of `teachers` (default: every teacher folder), as one TEACHER_OUTPUT_SCHEMA table.
+    Only configured teachers vote: the aggregate stage passes the teachers the label stage committed, so a
+    folder left by a teacher removed from the configuration is never read.
 
     A shard folder without a manifest (a labelling run did not finish), or, when `shards` is given, a
     missing shard-<i> of a teacher that has outputs, would silently drop users: both are errors naming
     the shards."""
     root = teacher_dir(interval)
-    teachers = [t for t in lake.listdir(root) if not t.startswith((".", "_"))]
+    if teachers is None:
+        teachers = [t for t in lake.listdir(root) if not t.startswith((".", "_"))]
     tables: list[pa.Table] = []
     n_shards: dict[str, int] = {}
     unfinished: list[str] = []
@@ -54,7 +59,7 @@ def read_teacher_outputs(lake: Lake, interval: Interval, shards: int | None = No
 
 
 def read_documents(lake: Lake, interval: Interval) -> pa.Table:
-    rel = Lake.run_dir(interval, "documents")
+    rel = RunLayout(interval).documents
     if not lake.is_committed(rel):
         raise LakeError(f"No committed documents at {lake.uri_of(rel)}.",
                         f"Run `conf-profile documents --interval {interval}` first.")

@@ -343,3 +343,11 @@ def _fmt(v: float | None) -> str:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def current_champion(tr: Any, name: str):
+    """The version behind `champion`, or None (no registered model, no alias)."""
+    try:
+        return get_alias(tr.client, name, CHAMPION)
+    except Exception:  # noqa: BLE001 - no registered model yet
+        return None

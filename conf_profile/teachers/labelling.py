@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from conf_profile.config import Settings, TeacherSpec
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
+from conf_profile.layout import RunLayout
 from conf_profile.progress import bar
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.storage import Lake
@@ -33,6 +34,13 @@ from conf_profile.taxonomy import Taxonomy, load_taxonomy
 from conf_profile.teachers.base import Teacher, label_table, make_teacher
 
 log = logging.getLogger(__name__)
+
+
+class TeacherOutage(ConfProfileError):
+    """A shard came back with too many error rows (server down, bad key, timeouts): not committed, retried."""
+
+    exit_code = 4
+    outcome = "retry"
 
 
 class LabellingFailed(ConfProfileError):
@@ -54,11 +62,11 @@ def shard_of(user_ids: pa.Array | pa.ChunkedArray | list[str], shards: int) -> n
 
 
 def shard_dir(interval: Interval, teacher: str, shard: int) -> str:
-    return Lake.run_dir(interval, "teachers", teacher, f"shard-{shard}")
+    return RunLayout(interval).teacher_shard(teacher, shard)
 
 
 def teacher_dir(interval: Interval, teacher: str) -> str:
-    return Lake.run_dir(interval, "teachers", teacher)
+    return RunLayout(interval).teacher(teacher)
 
 
 def find_spec(settings: Settings, teacher: str) -> TeacherSpec:
@@ -87,19 +95,17 @@ class _Documents:
     committed files' bytes, so rebuilt documents with new content make every shard stale."""
 
     def __init__(self, lake: Lake, interval: Interval, shards: int):
-        rel = Lake.run_dir(interval, "documents")
+        rel = RunLayout(interval).documents
         if not lake.is_committed(rel):
             raise ConfProfileError(f"No committed documents for {interval} at {lake.uri_of(rel)}.",
                                    f"Run `conf-profile documents --interval {interval}` first.")
-        h = hashlib.blake2b(digest_size=8)
         parts = []
         for name in sorted(lake.manifest(rel)["files"]):
             if not name.endswith(".parquet"):
                 continue
             data = lake.read_bytes(posixpath.join(rel, name))
-            h.update(name.encode() + b"\0" + data)
             parts.append(pq.read_table(pa.BufferReader(data), columns=["user_id", "document"]))
-        self.fingerprint = h.hexdigest()
+        self.fingerprint = lake.fingerprint(rel)
         self.table = (pa.concat_tables(parts) if parts else
                       pa.table({"user_id": pa.array([], pa.string()), "document": pa.array([], pa.string())}))
         self.shards = shards
@@ -140,7 +146,7 @@ class _LazyTeacher:
 
 
 def _run_shard(lake: Lake, interval: Interval, spec: TeacherSpec, shard: int, docs: _Documents,
-               teacher: _LazyTeacher, taxonomy: Taxonomy, force: bool) -> dict:
+               teacher: _LazyTeacher, taxonomy: Taxonomy, force: bool, max_error_share: float = 1.0) -> dict:
     rel = shard_dir(interval, spec.name, shard)
     expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy), "shards": docs.shards,
               "shard": shard}
@@ -168,6 +174,13 @@ def _run_shard(lake: Lake, interval: Interval, spec: TeacherSpec, shard: int, do
         "seconds": round(time.perf_counter() - t0, 3),
         **({"teacher_info": obj.describe()} if hasattr(obj, "describe") else {}),
     }
+    if table.num_rows and n_err / table.num_rows > max_error_share:
+        top = "; ".join(f"{r[:120]} (x{c})" for r, c in meta["top_errors"][:2])
+        raise TeacherOutage(
+            f"Teacher {spec.name!r} shard {shard} of {interval}: {n_err:,} of {table.num_rows:,} answers are errors "
+            f"({n_err / table.num_rows:.0%} > labels.max_error_share {max_error_share:.0%}); not committed. "
+            f"Most frequent: {top}.",
+            "Check the teacher's server, model and API key (the environment), then rerun: the shard is redone.")
     lake.write_committed_table(rel, table, meta=meta)
     return {**meta, "status": "done", "path": rel}
 
@@ -204,7 +217,8 @@ def label_shard(lake: Lake, interval: Interval, settings: Settings, teacher: str
     spec = find_spec(settings, teacher)
     taxonomy = load_taxonomy(settings.taxonomy_path)
     docs = _Documents(lake, interval, shards)
-    return _run_shard(lake, interval, spec, shard, docs, _LazyTeacher(spec, settings), taxonomy, force)
+    return _run_shard(lake, interval, spec, shard, docs, _LazyTeacher(spec, settings), taxonomy, force,
+                      settings.labels.max_error_share)
 
 
 def label_interval(lake: Lake, interval: Interval, settings: Settings, teacher: str | None = None,
@@ -237,11 +251,13 @@ def label_interval(lake: Lake, interval: Interval, settings: Settings, teacher: 
             for shard in wanted:
                 progress.set_postfix_str(f"{spec.name} shard {shard}")
                 try:
-                    result = _run_shard(lake, interval, spec, shard, docs, lazy, taxonomy, force)
+                    result = _run_shard(lake, interval, spec, shard, docs, lazy, taxonomy, force,
+                                        settings.labels.max_error_share)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one shard's failure must not stop the others
-                    log.warning("teacher %s shard %d failed: %s", spec.name, shard, exc, exc_info=True)
+                    log.warning("teacher %s shard %d failed: %s", spec.name, shard, exc)
+                    log.debug("teacher %s shard %d failed", spec.name, shard, exc_info=True)
                     stats["shards_failed"] += 1
                     summary["failed"].append({"teacher": spec.name, "shard": shard,
                                               "error": f"{type(exc).__name__}: {exc}"})
@@ -288,3 +304,20 @@ def read_teacher_outputs(lake: Lake, interval: Interval, teacher: str, shards: i
     if not parts:
         return TEACHER_OUTPUT_SCHEMA.empty_table()
     return pa.concat_tables([p.cast(TEACHER_OUTPUT_SCHEMA) for p in parts])
+
+
+def shard_status(lake: Lake, interval: Interval, settings: Settings) -> dict[str, list[str]]:
+    """Per configured teacher, what keeps its labels from being complete and current ([] = complete): a shard
+    missing, unfinished, or made from other documents, another teacher spec or another shard count."""
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    n = settings.labels.shards
+    docs_fp = lake.fingerprint(RunLayout(interval).documents)
+    out: dict[str, list[str]] = {}
+    for spec in settings.labels.teachers:
+        problems = []
+        for shard in range(n):
+            expect = {"documents": docs_fp, "spec": _spec_hash(spec, taxonomy), "shards": n, "shard": shard}
+            if _finished(lake, shard_dir(interval, spec.name, shard), expect) is None:
+                problems.append(f"shard-{shard}")
+        out[spec.name] = problems
+    return out

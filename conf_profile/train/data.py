@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf_profile.errors import LakeError
-from conf_profile.evaluate.gold import read_gold
+from conf_profile.gold import read_gold
 from conf_profile.intervals import Interval
 from conf_profile.splits import eval_mask
 from conf_profile.storage import Lake

@@ -180,6 +180,9 @@ def build_synthetic(lake: Lake, interval: Interval, tax: Taxonomy, users: int = 
                                meta={"synthetic": True})
     lake.write_committed_table(Lake.run_dir(interval, "labels", "rl_prompts"), pa.Table.from_pylist(rl),
                                meta={"synthetic": True})
+    from conf_profile.testing import commit_stages
+
+    commit_stages(lake, interval, "documents", "aggregate")
     return SyntheticSummary(users, len(distill), int(is_eval.sum()), str(interval))
 
 

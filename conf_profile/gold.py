@@ -1,15 +1,16 @@
-"""Access to the gold labels. Only evaluation reads them (and Stage 1 calibration, when a gold dev set is
-explicitly configured with `labels.gold_dev_users`)."""
+"""Access to the gold labels, on the ground floor beside the evaluation split (`splits`): only evaluation reads
+them (and Stage 1 calibration, when a gold dev set is explicitly configured with `labels.gold_dev_users`)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
 from conf_profile.errors import LakeError
+from conf_profile.layout import LakeLayout
 from conf_profile.schema import GOLD_SCHEMA
 from conf_profile.storage import Lake
 
-GOLD_DIR = "gold/labels"
+GOLD_DIR = LakeLayout.gold_dir
 
 
 def read_gold(lake: Lake) -> pa.Table:

@@ -1,0 +1,90 @@
+"""Stage evaluate: score the students this run trained (and the current champion, on the same gold users,
+for the gate), build the report card, log card, table, per-attribute metrics and reliability diagrams."""
+
+from __future__ import annotations
+
+import logging
+
+from conf_profile.errors import LakeError
+from conf_profile.stages.context import StageContext
+
+log = logging.getLogger("conf_profile.stages")
+
+
+def trained_stages(ctx: StageContext) -> list[str]:
+    """Model stages whose training stage committed for this interval (a stale models/rl left by an earlier
+    run whose GRPO is now skipped does not count)."""
+    from conf_profile.stages import manifest
+
+    return [s for s in ("sft", "rl") if manifest.read(ctx.lake, ctx.layout, f"train_{s}") is not None]
+
+
+def run(ctx: StageContext) -> dict:
+    from conf_profile.evaluate.report import report_interval
+    from conf_profile.registry.metrics import card_metrics, card_table, row_metrics
+    from conf_profile.train import student
+    from conf_profile.train.evaluate import evaluate_model
+
+    ctx.require("aggregate")
+    trained = trained_stages(ctx)
+    if not trained:
+        raise LakeError(f"No trained student for {ctx.interval} (train_sft has not committed).",
+                        "Run the training stages first.")
+    ctx.require(*[f"train_{s}" for s in trained])
+    ctx.track.dataset("gold", "gold", context="evaluation")
+    for rel in ctx.lake.list_files(ctx.layout.eval, suffix=".json"):
+        ctx.lake.delete(rel)  # rows of an earlier attempt (a model no longer trained, an old champion)
+    evaluated: list[str] = []
+    stages = (["base"] if ctx.lake.is_committed(ctx.layout.base_model) or
+              ctx.settings.train.student not in student.PRESETS else []) + trained
+    for stage in stages:
+        evaluate_model(ctx.lake, ctx.interval, ctx.settings, stage, f"student:{stage}")
+        evaluated.append(f"student:{stage}")
+    champion_version, champion_error = _champion_row(ctx, evaluated)
+    card = report_interval(ctx.lake, ctx.interval, ctx.settings)
+    ctx.track.dict(card, "report_card.json")
+    if ctx.track._on():
+        import mlflow
+
+        mlflow.log_table(card_table(card), artifact_file="report_card_table.json")
+    ctx.track.lake_folder(ctx.layout.plots, "plots", suffix=".png")
+    metrics = card_metrics(card)
+    ctx.track.metrics(metrics)
+    candidate = next((f"student:{s}" for s in ("rl", "sft") if s in trained), None)
+    row = next((r for r in card["rows"] if r["name"] == candidate), None)
+    if row and ctx.tracking:
+        from conf_profile.registry import tracking
+
+        parent = tracking.find_parent(ctx.tr, ctx.run_id)
+        if parent:
+            tracking.log_parent_metrics(ctx.tr, parent, row_metrics(row, prefix="student"))
+            tracking.log_parent_metrics(ctx.tr, parent, metrics)
+    return {"stage": "evaluate", "interval": str(ctx.interval), "eval_users": card.get("eval_users"),
+            "report_uri": ctx.lake.uri_of(ctx.layout.report), "candidate": candidate,
+            "rows": [{k: r.get(k) for k in ("name", "f1", "coverage", "ece", "valid_rate")} for r in card["rows"]],
+            "evaluated": evaluated, "champion_evaluated": champion_version if champion_error is None else None,
+            "champion_error": champion_error}
+
+
+def _champion_row(ctx: StageContext, evaluated: list[str]) -> tuple[str | None, str | None]:
+    """Re-evaluate the current champion on this interval's gold users (the gate compares like with like)."""
+    from conf_profile.registry.promotion import current_champion
+    from conf_profile.train.evaluate import evaluate_model
+
+    champ = current_champion(ctx.tr, ctx.settings.mlflow.model_name)
+    if champ is None:
+        return None, None
+    version = str(champ.version)
+    try:
+        evaluate_model(ctx.lake, ctx.interval, ctx.settings, f"models:/{ctx.settings.mlflow.model_name}/{version}",
+                       f"champion:v{version}")
+        evaluated.append(f"champion:v{version}")
+        return version, None
+    except Exception as exc:  # noqa: BLE001 - the gate then refuses the comparison, and says why
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("could not re-evaluate champion v%s: %s", version, error)
+        ctx.track.tags({"champion_reeval_error": error[:500]})
+        return version, error
+
+
+

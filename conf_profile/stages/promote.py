@@ -1,0 +1,80 @@
+"""Stage promote (the gate: challenger always, champion when the rules allow) and the manual registry
+actions of the conf_profile_promote DAG and `conf-profile registry` (promote a named version, roll back)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from conf_profile.errors import ConfigError, LakeError
+from conf_profile.stages.context import StageContext
+
+log = logging.getLogger("conf_profile.stages")
+
+
+def run(ctx: StageContext, model_version: str | None = None, force: bool | None = None) -> dict:
+    import mlflow
+
+    from conf_profile.registry import models, promotion, tracking
+    from conf_profile.stages.register import registration_key
+
+    force = bool(ctx.controls.get("force_promote", False)) if force is None else bool(force)
+    name = ctx.settings.mlflow.model_name
+    tr = ctx.tr
+    if model_version is None:
+        mv = models.find_version(tr.client, name, registration_key(ctx))
+        if mv is None:
+            raise LakeError(f"No registered version of {name} for {ctx.interval} with this code and data.",
+                            "Run the register stage first.")
+        model_version = str(mv.version)
+    card = ctx.lake.read_json(ctx.layout.report)
+    mv = tr.client.get_model_version(name, str(model_version))
+    stage = (mv.tags or {}).get("student_stage", "rl")
+    row = next((r for r in card["rows"] if r["name"] == f"student:{stage}"), None) or promotion.version_row(mv) or {}
+    reevaluated = {m.group(1): r for r in card["rows"] if (m := re.fullmatch(r"champion:v(\d+)", r["name"]))}
+    cand = promotion.Candidate(str(model_version), ctx.interval, row, (mv.tags or {}).get("gold_hash"))
+    parent = tracking.find_parent(tr, ctx.run_id)
+    with ctx.child_run("promote", {"force_promote": force}):
+        result = promotion.promote(tr.client, name, cand, ctx.settings.mlflow.promotion, force=force,
+                                   reevaluated=reevaluated, actor=f"dag_run:{ctx.run_id}", run_id=parent)
+        mlflow.log_dict(result, "promotion.json")
+        mlflow.set_tags({"promotion_decision": result["decision"], "model_version": str(model_version)})
+    if parent:
+        tr.client.set_tag(parent, "promotion_decision", result["decision"])
+        tr.client.set_tag(parent, "promotion_reasons", "; ".join(result["reasons"])[:4900])
+    log.info("promotion decision for %s v%s: %s — %s", name, model_version, result["decision"],
+             "; ".join(result["reasons"]))
+    champion = promotion.current_champion(tr, name)
+    return {"stage": "promote", "interval": str(ctx.interval), "model_name": name,
+            "model_version": str(model_version), "promoted": result["promoted"], "decision": result["decision"],
+            "reasons": result["reasons"], "forced": result["forced"],
+            "champion": None if champion is None else str(champion.version),
+            "champion_before": result.get("champion_before"), "mlflow_run_id": parent,
+            "experiment_id": tr.experiment_id, "tracking_uri": tr.tracking_uri}
+
+
+def manual(ctx: StageContext, model_version: str | None, action: str = "promote", reason: str = "",
+           actor: str | None = None) -> dict:
+    """Promote a named version (metric checks overridden, interval rule kept) or roll back (to the previous
+    champion, or to a named version)."""
+    from conf_profile.registry import promotion
+
+    tr = ctx.tr
+    name = ctx.settings.mlflow.model_name
+    who = actor or (f"dag_run:{ctx.run_id}" if ctx.run_id and ctx.run_id != "adhoc" else "manual")
+    version = str(model_version).strip() if model_version not in (None, "") else None
+    run_id = ctx.run_id if ctx.run_id != "adhoc" else None
+    if action == "promote":
+        if version is None:
+            raise ConfigError("promote needs a model_version.", "Pass the version number to promote.")
+        result = promotion.promote_manual(tr.client, name, version, ctx.settings.mlflow.promotion,
+                                          reason or "manual", actor=who, run_id=run_id)
+    elif action == "rollback":
+        result = promotion.rollback(tr.client, name, version, reason, actor=who, run_id=run_id)
+    else:
+        raise ConfigError(f"Unknown action {action!r}.", "Use promote or rollback.")
+    champion = promotion.current_champion(tr, name)
+    return {"stage": "promote_manual", "action": action, "model_name": name, "reason": reason,
+            "experiment_id": tr.experiment_id, "tracking_uri": tr.tracking_uri,
+            **{k: v for k, v in result.items() if k != "checks"},
+            "champion": None if champion is None else str(champion.version)}
