@@ -171,12 +171,15 @@ def _gx_error(result: Any) -> str | None:
 def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval,
                     vs: ValidationSettings) -> TableOutcome:
     read = read_raw(lake, name, interval)
+    table, utf8_bad, utf8_cols = ck.repair_utf8(read.table)
     checks = ck.row_checks(name, interval, vs)
-    results = _run_suites(gx, ctx, name, read.table, checks, vs)
-    masks = {c.reason: ck.mask(c, read.table) for c in checks}
-    kept, quarantined, by_reason = split_rows(read.table, masks)
+    results = _run_suites(gx, ctx, name, table, checks, vs)
+    masks = {c.reason: ck.mask(c, table) for c in checks}
+    masks[ck.INVALID_UTF8] = utf8_bad
+    kept, quarantined, by_reason = split_rows(table, masks)
     records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction)
                for res in results for r in res.results]
+    records.append(_utf8_record(name, utf8_bad, utf8_cols))
     _warn_on_disagreement(name, records)
     out = TableOutcome(name, read, kept, quarantined, by_reason, records, results)
     out.failures = _gx_failures(name, records) + _read_failures(name, read)
@@ -184,11 +187,22 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     return out
 
 
+def _utf8_record(name: str, bad: pa.Array, columns: list[str]) -> dict[str, Any]:
+    """The UTF-8 rule in the report's shape. Arrow alone judges it: GX reads pandas, and bytes that are not
+    text never become a pandas string (that is what crashed before this check)."""
+    n, rows = int(pc.sum(bad).as_py() or 0), len(bad)
+    return {"suite": f"{name}.warning", "check": ck.INVALID_UTF8, "expectation": "arrow: utf8 validation",
+            "label": "text is valid UTF-8", "column": ", ".join(columns) or None, "critical": False,
+            "success": n == 0, "tolerance": None, "observed": round(n / rows, 6) if rows else 0.0,
+            "unexpected_count": n, "rows_quarantined": n, "judge": "arrow"}
+
+
 def _warn_on_disagreement(name: str, records: list[dict[str, Any]]) -> None:
     """GX's unexpected count and the Arrow mask must agree for per-value checks (duplicates differ by
     design: GX counts every copy, the quarantine all but the first)."""
     for r in records:
-        if r["check"] != ck.DUPLICATE and "rows_quarantined" in r and r["rows_quarantined"] != r.get("unexpected_count"):
+        if (r["check"] != ck.DUPLICATE and "rows_quarantined" in r and "unexpected_count" in r
+                and r["rows_quarantined"] != r["unexpected_count"]):
             log.warning("%s: %s: GX counted %s bad rows, the mask %s", name, r["check"],
                         r.get("unexpected_count"), r["rows_quarantined"])
 
@@ -229,6 +243,8 @@ def _warnings(name: str, read: ReadResult, records: list[dict[str, Any]]) -> lis
     if read.empty_days:
         out.append(f"{name}: empty partition(s) for day(s) {', '.join(read.empty_days)}")
     out += [f"{name}: {note}" for note in read.notes]
+    out += [f"{name}: ignored {path} (not a dt=YYYY-MM-DD day partition; no interval reads it)"
+            for path in read.bad_partitions]
     return out
 
 
@@ -277,6 +293,7 @@ def _report(interval: Interval, outcomes: list[TableOutcome], success: bool, vs:
             "rows_quarantined": o.quarantined.num_rows, "quarantined_by_reason": o.by_reason,
             "files_read": o.read.files_read, "files_excluded": [e.to_dict() for e in o.read.excluded],
             "missing_days": o.read.missing_days, "empty_days": o.read.empty_days, "notes": o.read.notes,
+            "bad_partitions": o.read.bad_partitions,
             "expectations": o.expectations,
         } for o in outcomes},
         "failed_expectations": [f for o in outcomes for f in o.failures],
