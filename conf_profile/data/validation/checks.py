@@ -166,17 +166,28 @@ def table_expectations(gx: Any, table: str, min_rows: int) -> list[Any]:
     ]
 
 
+def gx_frame(encoded: pa.Table) -> Any:
+    """The pandas frame GX validates, from `encode_text`'s table: text columns become categoricals.
+
+    Why: GX filters the whole frame once per column expectation (`df[df[col].notnull()]`), and pandas copies
+    every column to do it. A categorical copies int32 codes instead of strings (~3x less time per filter),
+    and the codes are the dictionary the duplicate check already needs. Every value, null and NaN reads as
+    before: GX's string expectations (`.str`, `isin`, regex) work on categoricals unchanged."""
+    return encoded.to_pandas()
+
+
 def _gx_value(value: Any) -> Any:
     """GX compares pandas timestamps with ISO strings; numbers pass through."""
     return value.isoformat() if isinstance(value, datetime) else value
 
 
 # ---- Arrow side ---------------------------------------------------------------------------------------------
-def mask(check: RowCheck, table: pa.Table) -> pa.Array:
+def mask(check: RowCheck, table: pa.Table, encoded: pa.Table | None = None) -> pa.Array:
     """True where a row violates the check (never null). Same null semantics as GX on pandas: a null (or
-    NaN) value is "missing" and only `not_null` flags it."""
+    NaN) value is "missing" and only `not_null` flags it. `encoded` (`encode_text(table)`), when given,
+    saves the duplicate check its own dictionary encoding."""
     if check.kind == "unique":
-        return duplicate_mask(table)
+        return duplicate_mask(table if encoded is None else encoded)
     col = table.column(check.column)
     if check.kind == "not_null":
         out = pc.is_null(col, nan_is_null=True)
@@ -274,10 +285,22 @@ def duplicate_mask(table: pa.Table) -> pa.Array:
     return pa.array(is_dup)
 
 
-def _codes(col: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+def encode_text(table: pa.Table) -> pa.Table:
+    """Text columns dictionary-encoded, one dictionary per column over all chunks (null stays null)."""
+    cols = [pc.dictionary_encode(col.combine_chunks()) if _is_text(col.type) else col for col in table.columns]
+    return pa.table(cols, names=table.column_names)
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
+def _codes(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
     """Equal strings -> equal int32 codes (one dictionary over all chunks; null stays null)."""
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+    if _is_text(col.type):
         return pc.dictionary_encode(col.combine_chunks()).indices
+    if pa.types.is_dictionary(col.type):  # already encoded by `encode_text`: one dictionary
+        return col.indices if isinstance(col, pa.Array) else col.combine_chunks().indices
     return col
 
 
