@@ -3,6 +3,11 @@ pandas baseline that reads the same partitions, applies the same checks, splits 
 
 Run: `python -m bench.bench_validate`. Medians over `repeats`; the ratio is ours / baseline, measured in the
 same run. A breakdown of one run shows where the time goes (read, GX, Arrow split, outputs).
+
+`suites` measures the GX part alone, in rows per second on one core (everything here is single-threaded):
+ours (`_run_suites` on `gx_frame`: categorical text, one validator for both suites), the previous way
+(`to_pandas()` + one `Batch.validate` per suite) and plain GX (one `to_pandas()` frame, one suite holding the
+same number of expectations, one `Batch.validate`), all on the same tables in the same run.
 """
 
 from __future__ import annotations
@@ -100,8 +105,12 @@ def pandas_baseline(lake: Lake, settings: Settings) -> dict[str, int]:
         df = dset.to_table(filter=ds.field("dt").isin([d.isoformat() for d in IV.days()])).to_pandas()
         bad = pd.DataFrame({"user_id_null": df["user_id"].isna(), "ts_null": df["ts"].isna(),
                             "ts_outside": (df["ts"] < lo) | (df["ts"] >= hi)})
-        for col, bound, strict in ck.NUMERIC_RANGES.get(name, []):
+        bad["user_id_blank"] = df["user_id"].str.fullmatch(r"\s*").fillna(False).astype(bool)
+        for col, bound, strict, required in ck.NUMERIC_RANGES.get(name, []):
             bad[col] = (df[col] <= bound) if strict else (df[col] < bound)
+            bad[col + "_inf"] = np.isinf(df[col])
+            if required:
+                bad[col + "_null"] = df[col].isna()
         bad["duplicate"] = df.drop(columns="dt").duplicated()
         for col in ck.TEXT_COLUMNS.get(name, []):
             bad[col + "_long"] = df[col].str.len() > vs.max_text_chars
@@ -127,13 +136,75 @@ def breakdown(lake: Lake, settings: Settings) -> dict[str, float]:
     read = read_raw(lake, "watch_events", IV)
     t1 = time.perf_counter()
     checks = ck.row_checks("watch_events", IV, vs)
-    v._run_suites(gx, ctx, "watch_events", read.table, checks, vs)
+    v._run_suites(gx, ctx, "watch_events", ck.gx_frame(ck.encode_text(read.table)), checks, vs)
     t2 = time.perf_counter()
     masks = {c.reason: ck.mask(c, read.table) for c in checks}
     v.split_rows(read.table, masks)
     t3 = time.perf_counter()
     return {"rows": read.table.num_rows, "read_s": round(t1 - t0, 3), "gx_validate_s": round(t2 - t1, 3),
             "arrow_masks_split_s": round(t3 - t2, 3)}
+
+
+def _suite_of(gx: Any, name: str, checks: list[ck.RowCheck], settings: Settings) -> list[Any]:
+    vs = settings.validation
+    return [*ck.table_expectations(gx, name, vs.min_rows.get(name, 0)),
+            *(ck.expectation(gx, c, vs.critical_max_bad_fraction) for c in checks)]
+
+
+def suites(lake: Lake, settings: Settings, repeats: int = 3) -> dict[str, Any]:
+    """Rows/s of the GX suites: ours, the previous way, plain GX on one dataframe (same expectation count)."""
+    gx, _ = v._gx_context()
+    tables = {n: read_raw(lake, n, IV).table for n in RAW_TABLES}
+    checks = {n: ck.row_checks(n, IV, settings.validation) for n in RAW_TABLES}
+    rows = sum(t.num_rows for t in tables.values())
+    n_exp = sum(len(_suite_of(gx, n, checks[n], settings)) for n in RAW_TABLES)
+
+    def ours() -> None:
+        _, ctx = v._gx_context()
+        for n, t in tables.items():
+            v._run_suites(gx, ctx, n, ck.gx_frame(ck.encode_text(t)), checks[n], settings.validation)
+
+    def previous() -> None:
+        _, ctx = v._gx_context()
+        for n, t in tables.items():
+            crit, warn = gx.ExpectationSuite(name=f"{n}.critical"), gx.ExpectationSuite(name=f"{n}.warning")
+            for e in _suite_of(gx, n, checks[n], settings):
+                (crit if e.meta["critical"] else warn).add_expectation(e)
+            batch = ctx.data_sources.get("raw").add_dataframe_asset(n).add_batch_definition_whole_dataframe(
+                "interval").get_batch(batch_parameters={"dataframe": t.to_pandas()})
+            [batch.validate(ctx.suites.add(s), result_format="SUMMARY") for s in (crit, warn)]
+
+    big = max(tables, key=lambda n: tables[n].num_rows)
+    one_rows = tables[big].num_rows
+    cycle = _suite_of(gx, big, checks[big], settings)
+
+    def plain_gx() -> None:
+        _, ctx = v._gx_context()
+        suite = gx.ExpectationSuite(name="one")
+        for i in range(n_exp):  # the same number of expectations as ours, all on the one frame
+            e = cycle[i % len(cycle)]
+            suite.add_expectation(type(e)(**{**e.configuration.kwargs, "meta": {"i": i}}))
+        batch = ctx.data_sources.get("raw").add_dataframe_asset("one").add_batch_definition_whole_dataframe(
+            "all").get_batch(batch_parameters={"dataframe": tables[big].to_pandas()})
+        batch.validate(ctx.suites.add(suite), result_format="SUMMARY")
+
+    times: dict[str, list[float]] = {"ours": [], "previous": [], "plain_gx": []}
+    for _ in range(repeats):
+        for key, fn in (("ours", ours), ("previous", previous), ("plain_gx", plain_gx)):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(x) for k, x in times.items()}
+    return {
+        "rows_all_tables": rows, "expectations": n_exp, "plain_gx_frame": f"{big} ({one_rows:,} rows)",
+        "ours_s": round(med["ours"], 3), "previous_s": round(med["previous"], 3),
+        "plain_gx_s": round(med["plain_gx"], 3),
+        "ours_mrows_per_s": round(rows / med["ours"] / 1e6, 2),
+        "previous_mrows_per_s": round(rows / med["previous"] / 1e6, 2),
+        "plain_gx_mrows_per_s": round(one_rows / med["plain_gx"] / 1e6, 2),
+        "ratio_ours_over_plain_gx_rows_per_s": round(rows / med["ours"] / (one_rows / med["plain_gx"]), 2),
+        "speedup_over_previous": round(med["previous"] / med["ours"], 2),
+    }
 
 
 def bench(repeats: int = 3, rows: int = 1_000_000) -> dict[str, Any]:
@@ -158,13 +229,14 @@ def bench(repeats: int = 3, rows: int = 1_000_000) -> dict[str, Any]:
             raise RuntimeError(f"baseline kept {kept['watch_events']}, validate kept "
                                f"{summary['tables']['watch_events']['rows_kept']}: not the same checks")
         parts = breakdown(lake, settings)
+        gx_suites = suites(lake, settings, repeats)
     ours_m, base_m = statistics.median(ours), statistics.median(base)
     return {
         "rows_watch_events": summary["tables"]["watch_events"]["rows_in"],
         "rows_quarantined_watch_events": summary["tables"]["watch_events"]["rows_quarantined"],
         "repeats": repeats, "validate_median_s": round(ours_m, 3), "pandas_baseline_median_s": round(base_m, 3),
         "ratio_validate_over_baseline": round(ours_m / base_m, 2), "gx_import_s": round(import_s, 2),
-        "build_lake_s": round(build_s, 2), "watch_events_breakdown": parts,
+        "build_lake_s": round(build_s, 2), "watch_events_breakdown": parts, "suites": gx_suites,
     }
 
 

@@ -61,6 +61,9 @@ class ValidationSettings(Strict):
         default_factory=lambda: {"watch_events": 100, "searches": 1, "comments": 1, "purchases": 0, "profiles": 1}
     )
     max_text_chars: int = 2000
+    # Optional plausible maxima per numeric raw column (e.g. {"price": 100000}); above them a row is quarantined
+    # (critical, with the tolerance below). None by default: no bound fits every platform.
+    max_values: dict[str, float] = Field(default_factory=dict)
     # Row-level critical checks (null user_id, ts outside the interval, out-of-range numbers) fail the run only
     # when more than this share of a table's rows violates one; the violating rows are quarantined either way.
     critical_max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)

@@ -58,6 +58,7 @@ class ReadResult:
     notes: list[str] = field(default_factory=list)
     missing_days: list[str] = field(default_factory=list)  # no dt= folder for the day
     empty_days: list[str] = field(default_factory=list)  # a folder, but no rows in it
+    bad_partitions: list[str] = field(default_factory=list)  # raw/<table>/ entries that are no dt=YYYY-MM-DD day
 
     @property
     def schema_errors(self) -> list[ExcludedFile]:
@@ -116,7 +117,33 @@ def read_raw(lake: Lake, table: str, interval: Interval) -> ReadResult:
         notes=_notes(checks),
         missing_days=missing,
         empty_days=empty,
+        bad_partitions=bad_partitions(lake, table),
     )
+
+
+def bad_partitions(lake: Lake, table: str) -> list[str]:
+    """Lake-relative paths under raw/<table>/ that no interval can ever read (dt=2026-13-45, dt=foo, a
+    stray file): listed so that a producer's typo is seen instead of silently skipped. Hidden and temporary
+    entries (`.x`, `_x`) are the lake's own and not listed."""
+    root = lake.raw_dir(table)
+    out = []
+    for name in lake.listdir(root):
+        if name.startswith((".", "_")):
+            continue
+        day = name[len(PARTITION) + 1:] if name.startswith(f"{PARTITION}=") else ""
+        if not _is_day(day):
+            out.append(posixpath.join(root, name))
+    return out
+
+
+def _is_day(text: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def latest_interval(lake: Lake) -> Interval:
@@ -201,8 +228,10 @@ def safe_cast_possible(src: pa.DataType, dst: pa.DataType) -> bool:
         return True
     if pa.types.is_dictionary(src):
         return safe_cast_possible(src.value_type, dst)
-    if pa.types.is_string(dst):
-        return pa.types.is_string(src) or pa.types.is_large_string(src) or pa.types.is_string_view(src)
+    if pa.types.is_string(dst):  # raw bytes count as text (old writers drop the UTF8 annotation); validation
+        # checks every value's UTF-8 and quarantines the rows that are not text
+        return any(is_(src) for is_ in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view,
+                                        pa.types.is_binary, pa.types.is_large_binary))
     if pa.types.is_floating(dst):
         return pa.types.is_floating(src) or pa.types.is_integer(src)
     if pa.types.is_integer(dst):
@@ -228,13 +257,24 @@ def _read_exact(checks: list[_FileCheck], target: pa.Schema) -> list[pa.Table]:
 def _read_one(check: _FileCheck, target: pa.Schema) -> pa.Table | None:
     """One file, cast safely to the contract; on failure the check records why and None comes back."""
     try:
-        table = check.fragment.to_table(columns=target.names).cast(target, safe=True)
+        table = _bytes_as_text(check.fragment.to_table(columns=target.names)).cast(target, safe=True)
         return table.append_column(PARTITION, pa.repeat(pa.scalar(check.day, pa.string()), table.num_rows))
     except READ_ERRORS as exc:
         # A file that passed the footer check but fails here is corrupt in its pages, or its values do not fit.
         check.status = "corrupt" if check.status == "exact" else "schema"
         check.error = _short(exc, check.fragment.path, check.path)
         return None
+
+
+def _bytes_as_text(table: pa.Table) -> pa.Table:
+    """Binary columns the contract calls text, reinterpreted without a UTF-8 check (a cast would fail the
+    whole file on one bad byte; validation quarantines just that row)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+            text = pa.string() if pa.types.is_binary(f.type) else pa.large_string()
+            col = pa.chunked_array([c.view(text) for c in table.column(i).chunks], text)
+            table = table.set_column(i, pa.field(f.name, text), col)
+    return table
 
 
 # ---- reporting ---------------------------------------------------------------------------------------------

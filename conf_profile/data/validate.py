@@ -38,7 +38,9 @@ from conf_profile.storage import Lake
 __all__ = ["validate_interval", "format_summary", "split_rows"]
 
 log = logging.getLogger(__name__)
-RESULT_FORMAT = "SUMMARY"  # counts + a few example values; COMPLETE would list every bad row index
+# Counts + a few example values (and their counts, for Data Docs). Not the pandas "index query": a string
+# listing every bad row's index, built with one more filter of the whole frame per expectation.
+RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": False}
 _MAX_EXAMPLES, _MAX_EXAMPLE_CHARS = 5, 120
 
 
@@ -117,19 +119,26 @@ def _gx_context() -> tuple[Any, Any]:
     return gx, ctx
 
 
-def _run_suites(gx: Any, ctx: Any, name: str, table: pa.Table, checks: list[ck.RowCheck],
+def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck],
                 vs: ValidationSettings) -> list[Any]:
-    """Build the critical and warning suites for one table and validate the interval's rows against them."""
+    """Build the critical and warning suites for one table and validate the interval's rows against them.
+
+    Why one validator for both suites: `Batch.validate` builds a new validator per call, and each loads the
+    batch again (and fingerprints the whole dataframe); one validator loads and fingerprints it once."""
+    from great_expectations.validator.v1_validator import Validator
+
     critical = gx.ExpectationSuite(name=f"{name}.critical")
     warning = gx.ExpectationSuite(name=f"{name}.warning")
     for exp in ck.table_expectations(gx, name, vs.min_rows.get(name, 0)):
         critical.add_expectation(exp)
     for c in checks:
         (critical if c.critical else warning).add_expectation(ck.expectation(gx, c, vs.critical_max_bad_fraction))
-    asset = ctx.data_sources.get("raw").add_dataframe_asset(name)
-    batch = asset.add_batch_definition_whole_dataframe("interval").get_batch(
-        batch_parameters={"dataframe": table.to_pandas()})
-    return [batch.validate(ctx.suites.add(s), result_format=RESULT_FORMAT) for s in (critical, warning)]
+    source = ctx.data_sources.get("raw")
+    asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
+    definition = asset.add_batch_definition_whole_dataframe(f"interval-{len(asset.batch_definitions)}")
+    validator = Validator(batch_definition=definition, batch_parameters={"dataframe": frame},
+                          result_format=RESULT_FORMAT)
+    return [validator.validate_expectation_suite(ctx.suites.add(s)) for s in (critical, warning)]
 
 
 def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float) -> dict[str, Any]:
@@ -171,12 +180,16 @@ def _gx_error(result: Any) -> str | None:
 def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval,
                     vs: ValidationSettings) -> TableOutcome:
     read = read_raw(lake, name, interval)
+    table, utf8_bad, utf8_cols = ck.repair_utf8(read.table)
     checks = ck.row_checks(name, interval, vs)
-    results = _run_suites(gx, ctx, name, read.table, checks, vs)
-    masks = {c.reason: ck.mask(c, read.table) for c in checks}
-    kept, quarantined, by_reason = split_rows(read.table, masks)
+    encoded = ck.encode_text(table)
+    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded), checks, vs)
+    masks = {c.reason: ck.mask(c, table, encoded) for c in checks}
+    masks[ck.INVALID_UTF8] = utf8_bad
+    kept, quarantined, by_reason = split_rows(table, masks)
     records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction)
                for res in results for r in res.results]
+    records.append(_utf8_record(name, utf8_bad, utf8_cols))
     _warn_on_disagreement(name, records)
     out = TableOutcome(name, read, kept, quarantined, by_reason, records, results)
     out.failures = _gx_failures(name, records) + _read_failures(name, read)
@@ -184,11 +197,22 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     return out
 
 
+def _utf8_record(name: str, bad: pa.Array, columns: list[str]) -> dict[str, Any]:
+    """The UTF-8 rule in the report's shape. Arrow alone judges it: GX reads pandas, and bytes that are not
+    text never become a pandas string (that is what crashed before this check)."""
+    n, rows = int(pc.sum(bad).as_py() or 0), len(bad)
+    return {"suite": f"{name}.warning", "check": ck.INVALID_UTF8, "expectation": "arrow: utf8 validation",
+            "label": "text is valid UTF-8", "column": ", ".join(columns) or None, "critical": False,
+            "success": n == 0, "tolerance": None, "observed": round(n / rows, 6) if rows else 0.0,
+            "unexpected_count": n, "rows_quarantined": n, "judge": "arrow"}
+
+
 def _warn_on_disagreement(name: str, records: list[dict[str, Any]]) -> None:
     """GX's unexpected count and the Arrow mask must agree for per-value checks (duplicates differ by
     design: GX counts every copy, the quarantine all but the first)."""
     for r in records:
-        if r["check"] != ck.DUPLICATE and "rows_quarantined" in r and r["rows_quarantined"] != r.get("unexpected_count"):
+        if (r["check"] != ck.DUPLICATE and "rows_quarantined" in r and "unexpected_count" in r
+                and r["rows_quarantined"] != r["unexpected_count"]):
             log.warning("%s: %s: GX counted %s bad rows, the mask %s", name, r["check"],
                         r.get("unexpected_count"), r["rows_quarantined"])
 
@@ -229,6 +253,8 @@ def _warnings(name: str, read: ReadResult, records: list[dict[str, Any]]) -> lis
     if read.empty_days:
         out.append(f"{name}: empty partition(s) for day(s) {', '.join(read.empty_days)}")
     out += [f"{name}: {note}" for note in read.notes]
+    out += [f"{name}: ignored {path} (not a dt=YYYY-MM-DD day partition; no interval reads it)"
+            for path in read.bad_partitions]
     return out
 
 
@@ -277,6 +303,7 @@ def _report(interval: Interval, outcomes: list[TableOutcome], success: bool, vs:
             "rows_quarantined": o.quarantined.num_rows, "quarantined_by_reason": o.by_reason,
             "files_read": o.read.files_read, "files_excluded": [e.to_dict() for e in o.read.excluded],
             "missing_days": o.read.missing_days, "empty_days": o.read.empty_days, "notes": o.read.notes,
+            "bad_partitions": o.read.bad_partitions,
             "expectations": o.expectations,
         } for o in outcomes},
         "failed_expectations": [f for o in outcomes for f in o.failures],
