@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from conf_profile.data.redact import TOKENS, prepare_text
+from conf_profile.data.redact import TOKENS, prepare_text, sanitize
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "pii_corpus.yaml").read_text(encoding="utf-8"))
 TOKEN_KIND = {v: k for k, v in TOKENS.items()}
@@ -67,3 +67,15 @@ def test_clean_text_survives_unchanged(entry):
     text, expect = (entry, entry) if isinstance(entry, str) else (entry["text"], entry["expect"])
     out, counts = redacted([text])
     assert out == [expect] and sum(counts.values()) == 0
+
+
+def test_sanitize_composes_like_python_nfkc():
+    """pyarrow's NFKC leaves text decomposed; documents must carry composed text (accents, Hangul, kana)."""
+    texts = ["café crème", "jose\u0301", "한국어 리뷰", "ｶﾞｲﾄﾞ", "がんばって", "Zoë", "Å", "ǆ", "ﬁne", "①", "㎏", "γιάννης"]
+    out = sanitize(pa.array(texts)).to_pylist()
+    assert out == [unicodedata.normalize("NFKC", t) for t in texts]
+
+
+def test_sanitize_removes_invisibles_and_folds_dashes_and_digits():
+    raw = ["a\u200bb\u00adc\u2060d\ufeffe\u202ef\U000e0041g", "1\u20132\u20143\u22124\u20115", "٠١٢٣ ۴۵۶ ९८७ １２３", " x\u3000\n y "]
+    assert sanitize(pa.array(raw)).to_pylist() == ["abcdefg", "1-2-3-4-5", "0123 456 987 123", "x y"]

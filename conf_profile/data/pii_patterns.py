@@ -47,7 +47,9 @@ CN_ID = rf"{_B}{_D}{{6}}{_SEP}{_D}{{8}}{_SEP}{_D}{{3}}[{_D}Xx]{_B}"  # 110105 19
 CPF = rf"{_B}{_D}{{3}}\.{_D}{{3}}\.{_D}{{3}}-{_D}{{2}}{_B}"  # 123.456.789-09 (Brazil)
 SSN = rf"{_B}{_D}{{3}}{_SEP}{_D}{{2}}{_SEP}{_D}{{4}}{_B}"  # 123-45-6789 (US)
 NINO = r"\b[A-Z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"  # QQ 12 34 56 C (UK)
-LONG_DIGITS = rf"{_D}{{8,}}[Xx]?"  # any other run of 8+ digits; a Chinese ID card may end in X
+# any other run of 8+ digits (a Chinese ID card may end in X); not one glued to letters after it, which is a
+# model code (Xiaomi "22081212UG"), not an ID
+LONG_DIGITS = rf"{_D}{{8,}}[Xx]?{_B}"
 
 # ---- phones -------------------------------------------------------------------------------------------------
 PHONE = "|".join([

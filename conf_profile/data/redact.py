@@ -26,9 +26,10 @@ OPEN, CLOSE = "⟦", "⟧"
 # Invisible characters that can split a value so no pattern sees it (jo\u200bhn@...), hide text or smuggle it
 # (bidi controls, tag characters): every format character (Cf: zero-width, soft hyphen, bidi, BOM, tags),
 # variation selectors, the combining grapheme joiner and the Hangul fillers.
-_INVISIBLE = r"[\p{Cf}\x{034F}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]"
-_DASHES = r"[\p{Pd}\x{2212}\x{2043}]"  # en/em dashes, non-breaking hyphen, minus sign ... all become "-"
-_NEEDS_PYTHON = r"\p{M}|[^\P{Nd}0-9]"  # combining marks (see `_compose`) or digits outside 0-9
+INVISIBLE = r"[\p{Cf}\x{034F}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]"
+DASHES = r"[\p{Pd}\x{2212}\x{2043}]"  # en/em dashes, non-breaking hyphen, minus sign ... all become "-"
+# What decomposed text can contain (combining marks, conjoining Hangul jamo) and digits outside 0-9.
+_NEEDS_PYTHON = r"[\p{M}\x{1100}-\x{11FF}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}]|[^\P{Nd}0-9]"
 _UNICODE_DIGIT = re.compile(r"\d")
 
 
@@ -57,8 +58,8 @@ def sanitize(arr: pa.Array) -> pa.Array:
     NFKC leaves accents decomposed and RE2's `\\b` only knows ASCII digits.
     """
     arr = pc.utf8_normalize(_as_array(arr), "NFKC")
-    arr = pc.replace_substring_regex(arr, f"[{OPEN}{CLOSE}]|{_INVISIBLE}", "")
-    arr = pc.replace_substring_regex(arr, _DASHES, "-")
+    arr = pc.replace_substring_regex(arr, f"[{OPEN}{CLOSE}]|{INVISIBLE}", "")
+    arr = pc.replace_substring_regex(arr, DASHES, "-")
     arr = pc.replace_substring_regex(arr, r"[\p{Cc}\p{Zl}\p{Zp}\p{Zs}\s]+", " ")
     mask = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_PYTHON), False)
     if pc.any(mask).as_py():
