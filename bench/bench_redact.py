@@ -147,7 +147,7 @@ class PythonRedactor:
     def __init__(self) -> None:
         self.invisible = to_python_re(f"[{R.OPEN}{R.CLOSE}]|{R.INVISIBLE}")
         self.dashes = to_python_re(R.DASHES)
-        self.space = to_python_re(r"[\p{Cc}\p{Zl}\p{Zp}\p{Zs}\s]+")
+        self.space = to_python_re(R.SPACES)
         self.digit = re.compile(r"(?![0-9])\d")
         self.candidate = to_python_re(R.CANDIDATE)
         self.patterns = [(R.TOKENS[kind], to_python_re(p)) for kind, p in R.PATTERNS]
@@ -155,9 +155,8 @@ class PythonRedactor:
     def __call__(self, text: str | None) -> str | None:
         if text is None:
             return None
-        t = self.invisible.sub("", unicodedata.normalize("NFKC", text))
-        t = self.space.sub(" ", self.dashes.sub("-", t))
-        t = self.digit.sub(lambda m: str(unicodedata.decimal(m.group())), unicodedata.normalize("NFC", t)).strip()
+        t = self.dashes.sub("-", unicodedata.normalize("NFKC", self.invisible.sub("", text)))
+        t = self.space.sub(" ", self.digit.sub(lambda m: str(unicodedata.decimal(m.group())), t)).strip()
         if self.candidate.search(t):
             for token, rx in self.patterns:
                 t = rx.sub(token, t)

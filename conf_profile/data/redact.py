@@ -3,8 +3,8 @@
 Why here and vectorised: every user- or creator-written field (nicknames, bios, device, city, titles,
 queries, comments) passes through these functions before a document is built, a million rows a week, so
 each step is one RE2 pass (`pyarrow.compute`) over a column of *distinct* values, never a Python loop per
-row. The one Python step, `_compose`, touches only the distinct values that need it (combining marks,
-non-ASCII digits). The patterns themselves live in `pii_patterns.py`.
+row. The Python steps (`_nfkc`, `_fold_digits`) touch only the distinct values that need them (non-ASCII
+text while pyarrow's NFKC does not compose; digits outside 0-9). The patterns themselves live in `pii_patterns.py`.
 """
 
 from __future__ import annotations
@@ -27,45 +27,57 @@ OPEN, CLOSE = "⟦", "⟧"
 # (bidi controls, tag characters): every format character (Cf: zero-width, soft hyphen, bidi, BOM, tags),
 # variation selectors, the combining grapheme joiner and the Hangul fillers.
 INVISIBLE = r"[\p{Cf}\x{034F}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]"
-DASHES = r"[\p{Pd}\x{2212}\x{2043}]"  # en/em dashes, non-breaking hyphen, minus sign ... all become "-"
-# What decomposed text can contain (combining marks, conjoining Hangul jamo) and digits outside 0-9.
-_NEEDS_PYTHON = r"[\p{M}\x{1100}-\x{11FF}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}]|[^\P{Nd}0-9]"
+DASHES = r"[^\P{Pd}\-]|[\x{2212}\x{2043}]"  # en/em dashes, non-breaking hyphen, minus sign ... all become "-"
+# Whitespace other than one plain space: runs, tabs, newlines, line separators, other controls, no-break and
+# ideographic spaces. (Replacing every single " " by " " would cost a match per word.)
+SPACES = (r"[\p{Cc}\p{Zl}\p{Zp}\p{Zs}]{2,}"
+          r"|[\p{Cc}\p{Zl}\p{Zp}\x{A0}\x{1680}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]")
+_ODD_DIGIT = r"[^\P{Nd}0-9]"  # a decimal digit outside 0-9
 _UNICODE_DIGIT = re.compile(r"\d")
 
 
 def _pyarrow_composes() -> bool:
-    """Measured, not assumed: pyarrow 25's utf8_normalize("NFKC") returns decomposed text (é -> e + U+0301)."""
-    return pc.utf8_normalize(pa.array(["e\u0301"]), "NFKC")[0].as_py() == "\u00e9"
+    """Measured, not assumed: pyarrow 25's utf8_normalize("NFKC") returns decomposed text (é -> e + U+0301,
+    Hangul as jamo), which the letter classes of the patterns and the teachers' tokenizers do not expect."""
+    return pc.utf8_normalize(pa.array(["e\u0301\ud55c"]), "NFKC")[0].as_py() == "\u00e9\ud55c"
 
 
 _PYARROW_COMPOSES = _pyarrow_composes()
 
 
-def _compose(text: str) -> str:
-    """NFC, then digits of any script (Arabic-Indic ٠١٢, Devanagari ०१२ ...) written 0-9."""
-    if not _PYARROW_COMPOSES:
-        text = unicodedata.normalize("NFC", text)
-    return _UNICODE_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), text)
+def _nfkc(arr: pa.Array) -> pa.Array:
+    """NFKC, composed: pyarrow's where it composes, else Python's `unicodedata` per (distinct, non-ASCII) value."""
+    if _PYARROW_COMPOSES:
+        return pc.utf8_normalize(arr, "NFKC")
+    return pa.array([unicodedata.normalize("NFKC", t) for t in arr.to_pylist()], pa.string())
 
 
-def sanitize(arr: pa.Array) -> pa.Array:
+def _fold_digits(arr: pa.Array) -> pa.Array:
+    """Digits of any script (Arabic-Indic ٠١٢, Persian ۰۱۲, Devanagari ०१२ ...) as 0-9: RE2's `\\b` and the
+    digit ranges of the patterns only know ASCII digits. Python only for the values that have such digits."""
+    mask = pc.fill_null(pc.match_substring_regex(arr, _ODD_DIGIT), False)
+    if not pc.any(mask).as_py():
+        return arr
+    fixed = [_UNICODE_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), t) for t in arr.filter(mask).to_pylist()]
+    return pc.replace_with_mask(arr, mask, pa.array(fixed, pa.string()))
+
+
+def sanitize(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Make text safe to sit on one line inside a ⟦...⟧ block, and canonical for the PII patterns.
 
-    NFKC folds full-width digits and ＠; invisible characters and ⟦⟧ are removed (text cannot split a value
-    or close its block); dashes become "-"; newlines, line separators and other control characters become
-    one space, so text cannot start a `## ` line of its own. The few distinct values with combining marks or
-    non-ASCII digits are then composed and their digits folded in Python (`_compose`), because pyarrow's
-    NFKC leaves accents decomposed and RE2's `\\b` only knows ASCII digits.
+    Only non-ASCII values can hold invisible characters, ⟦⟧, compatibility forms or odd dashes, so only
+    they get these steps: invisible characters and ⟦⟧ removed (text cannot split a value or close its
+    block), then NFKC, composed (full-width digits and ＠ folded; see `_nfkc`), dashes written "-", digits
+    folded. Then, for all values, newlines, line separators and other control characters become one space,
+    so text cannot start a `## ` line of its own.
     """
-    arr = pc.utf8_normalize(_as_array(arr), "NFKC")
-    arr = pc.replace_substring_regex(arr, f"[{OPEN}{CLOSE}]|{INVISIBLE}", "")
-    arr = pc.replace_substring_regex(arr, DASHES, "-")
-    arr = pc.replace_substring_regex(arr, r"[\p{Cc}\p{Zl}\p{Zp}\p{Zs}\s]+", " ")
-    mask = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_PYTHON), False)
-    if pc.any(mask).as_py():
-        fixed = pa.array([_compose(t) for t in arr.filter(mask).to_pylist()], pa.string())
-        arr = pc.replace_with_mask(arr, mask, fixed)
-    return pc.utf8_trim_whitespace(arr)
+    arr = _as_array(arr)
+    wide = pc.invert(pc.fill_null(pc.string_is_ascii(arr), True))
+    if pc.any(wide).as_py():
+        sub = pc.replace_substring_regex(arr.filter(wide), f"[{OPEN}{CLOSE}]|{INVISIBLE}", "")
+        sub = _fold_digits(pc.replace_substring_regex(_nfkc(sub), DASHES, "-"))
+        arr = pc.replace_with_mask(arr, wide, sub)
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, SPACES, " "))
 
 
 def redact_counts(arr: pa.Array) -> tuple[pa.Array, dict[str, np.ndarray]]:
