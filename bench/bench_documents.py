@@ -12,6 +12,7 @@ import json
 import statistics
 import tempfile
 import time
+import unicodedata
 from datetime import UTC, datetime
 
 import numpy as np
@@ -104,8 +105,11 @@ def make_tables(users: int = 10_000, events: int = 1_000_000, seed: int = 0) -> 
 
 # ---- pandas baseline --------------------------------------------------------------------------------------
 def pd_sanitize(s: pd.Series) -> pd.Series:
-    s = s.str.normalize("NFKC").str.replace(f"[{R.OPEN}{R.CLOSE}\u202a-\u202e\u2066-\u2069]", "", regex=True)
-    return s.str.replace(r"[\p{Cc}\p{Zl}\p{Zp}\s]+", " ", regex=True).str.strip()
+    """`redact.sanitize` with pandas string methods on every row (Python's NFKC composes by itself)."""
+    s = s.str.replace(f"[{R.OPEN}{R.CLOSE}]|{R.INVISIBLE}", "", regex=True).str.normalize("NFKC")
+    s = s.str.replace(R.DASHES, "-", regex=True)
+    s = s.str.replace(r"(?![0-9])\d", lambda m: str(unicodedata.decimal(m.group())), regex=True)
+    return s.str.replace(R.SPACES, " ", regex=True).str.strip()
 
 
 def pd_prepare(s: pd.Series, max_chars: int, counts: dict[str, int]) -> pd.Series:
@@ -119,9 +123,14 @@ def pd_prepare(s: pd.Series, max_chars: int, counts: dict[str, int]) -> pd.Serie
     return s.where(s != "", None)
 
 
-def pd_plain(s: pd.Series) -> pd.Series:
-    s = pd_sanitize(s)
-    return s.where(s != "", None)
+def pd_gender(s: pd.Series, values: dict[str, list[str]]) -> tuple[pd.Series, int]:
+    """Declared gender as its canonical value, None (and counted) when it is no known spelling."""
+    def key(x: pd.Series) -> pd.Series:
+        return x.str.lower().str.strip().str.replace(r"[\s\-]+", "_", regex=True)
+    spell = {key(pd.Series([v]))[0]: c for c, vs in values.items() for v in [c, *vs]}
+    k = key(pd_sanitize(s))
+    out = k.map(spell)
+    return out.where(out.notna(), None), int((out.isna() & k.notna() & (k != "")).sum())
 
 
 def fmt_money(price: float) -> str:
@@ -141,8 +150,10 @@ def user_profile(df: pd.DataFrame, year: int) -> list[tuple[int, int, str]]:
     age = year - int(birth) if pd.notna(birth) else None
     vals = {"nickname": f"⟦{row['nickname']}⟧" if pd.notna(row["nickname"]) else None,
             "bio": f"⟦{row['bio']}⟧" if pd.notna(row["bio"]) else None,
-            "declared_gender": row["declared_gender"], "declared_age": str(age) if age and 0 < age < 120 else None,
-            "device": row["device_model"], "city": row["ip_city"]}
+            "declared_gender": f"⟦{row['declared_gender']}⟧" if pd.notna(row["declared_gender"]) else None,
+            "declared_age": str(age) if age and 0 < age < 120 else None,
+            "device": f"⟦{row['device_model']}⟧" if pd.notna(row["device_model"]) else None,
+            "city": f"⟦{row['ip_city']}⟧" if pd.notna(row["ip_city"]) else None}
     return [(D.PROFILE_FIELDS[k][1], D.PROFILE_FIELDS[k][0], f"{k}: {v}") for k, v in vals.items()
             if isinstance(v, str) and v]
 
@@ -222,16 +233,15 @@ def pandas_documents(paths: dict[str, str], cfg: DocumentSettings, year: int) ->
     df = {t: pd.read_parquet(p) for t, p in paths.items()}
     counts = dict.fromkeys(R.KINDS, 0)
     pro, w, s, c, pu = (df[t] for t in ("profiles", "watch_events", "searches", "comments", "purchases"))
-    for col in ("nickname", "bio"):
+    for col in ("nickname", "bio", "device_model", "ip_city"):
         pro[col] = pd_prepare(pro[col], cfg.max_text_chars, counts)
-    for col in ("declared_gender", "device_model", "ip_city"):
-        pro[col] = pd_plain(pro[col])
+    pro["declared_gender"] = pd_gender(pro["declared_gender"], cfg.gender_values)[0]
     w["video_title"] = pd_prepare(w["video_title"], cfg.max_text_chars, counts)
-    w["video_category"] = pd_plain(w["video_category"])
+    w["video_category"] = pd_prepare(w["video_category"], cfg.max_text_chars, counts)
     w["ratio"] = np.where(w["video_seconds"] > 0, (w["watch_seconds"] / w["video_seconds"]).clip(0, 1), np.nan)
     s["query"] = pd_prepare(s["query"], cfg.max_text_chars, counts).str.lower()
     c["text"] = pd_prepare(c["text"], cfg.max_text_chars, counts)
-    pu["item_category"] = pd_plain(pu["item_category"])
+    pu["item_category"] = pd_prepare(pu["item_category"], cfg.max_text_chars, counts)
     s, c = s.dropna(subset=["query"]), c.dropna(subset=["text"])
     pu = pu[np.isfinite(pu["price"]) & (pu["price"] >= 0) & pu["item_category"].notna()]
     for frame in (pro, w, s, c, pu):

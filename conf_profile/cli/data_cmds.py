@@ -89,4 +89,7 @@ def cmd_documents(args: argparse.Namespace) -> Result:
         f"(median {summary['median_chars']} chars, budget {summary['char_budget']}; "
         f"{summary['pii_redactions']:,} PII redactions) -> {summary['path']}"
     )
+    if summary.get("declared_gender_dropped"):
+        text += (f"\n{summary['declared_gender_dropped']:,} declared genders outside documents.gender_values were "
+                 "left out of the documents (not copied into prompts).")
     return Result(summary, text)

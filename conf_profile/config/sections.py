@@ -76,6 +76,11 @@ class DocumentSettings(Strict):
     max_comments: int = Field(4, ge=0)
     max_purchases: int = Field(5, ge=0)
     max_text_chars: int = 200  # each nickname/bio/title/query/comment is cut here, so one item cannot eat the budget
+    # declared_gender: canonical value -> accepted spellings (compared lower-cased, spaces and "-" as "_");
+    # any other value is left out of the document and counted (`declared_gender_dropped`), never copied.
+    gender_values: dict[str, list[str]] = Field(default_factory=lambda: {
+        "male": ["m", "man", "男"], "female": ["f", "woman", "女"],
+        "non_binary": ["nonbinary", "nb", "enby"], "other": []})
 
 
 class LabelSettings(Strict):

@@ -46,6 +46,8 @@ PROFILE_FIELDS = {
     "nickname": (0, 5), "bio": (1, 2), "declared_gender": (2, 0), "declared_age": (3, 1),
     "device": (4, 4), "city": (5, 3),
 }
+# Profile columns written by the user or their client: redacted and wrapped like any other user text.
+PROFILE_TEXT = ("nickname", "bio", "device_model", "ip_city")
 
 
 @dataclass
@@ -90,12 +92,13 @@ def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
     users = user_index(tables)
     tables, rows_without_user = attach_codes(tables, users)
     prep = TextPrep(cfg.max_text_chars)
+    profile, gender_dropped = profile_items(tables["profiles"], prep, interval.end.year, cfg.gender_values)
     items = [
-        profile_items(tables["profiles"], prep, interval.end.year),
+        profile,
         watch_items(tables["watch_events"], prep, cfg.max_watch_items),
         search_items(tables["searches"], prep, cfg.max_searches),
         comment_items(tables["comments"], prep, cfg.max_comments),
-        purchase_items(tables["purchases"], cfg.max_purchases),
+        purchase_items(tables["purchases"], prep, cfg.max_purchases),
     ]
     docs, stats = assemble(items, len(users), cfg.char_budget)
     n_events = sum(np.bincount(tables[t]["code"].to_numpy(), minlength=len(users)) for t in EVENT_TABLES)
@@ -103,7 +106,8 @@ def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
     rel = Lake.run_dir(interval, "documents")
     summary = summarize(out, cfg, stats, prep.counts, lake.uri_of(rel))
     summary.update(interval=str(interval), users_seen=len(users), rows_without_user=rows_without_user,
-                   events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows)
+                   events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows,
+                   declared_gender_dropped=gender_dropped)
     lake.write_committed_table(rel, out, meta={k: v for k, v in summary.items() if k != "path"})
     return summary
 
@@ -217,13 +221,17 @@ def masked(codes: np.ndarray) -> pa.Array:
 
 
 # ---- sections ---------------------------------------------------------------------------------------------
-def profile_items(t: pa.Table, prep: TextPrep, year: int) -> Items:
-    """Fields of each user's latest snapshot row in the interval."""
+def profile_items(t: pa.Table, prep: TextPrep, year: int,
+                  gender_values: dict[str, list[str]]) -> tuple[Items, int]:
+    """Fields of each user's latest snapshot row in the interval, and how many declared genders outside
+    `gender_values` were left out. Every text field is the user's (or their client's) and is redacted and
+    wrapped; the declared gender is reduced to its canonical value first, so no free text rides on it."""
     if t.num_rows == 0:
-        return Items.empty(0)
-    for name in ("nickname", "bio"):  # every snapshot row is redacted, so the PII counts cover all input
+        return Items.empty(0), 0
+    for name in PROFILE_TEXT:  # every snapshot row is redacted, so the PII counts cover all input
         t = t.set_column(t.schema.get_field_index(name), name, prep(t[name]))
     t = top_k(t, [("ts", "descending")], 1)
+    gender, dropped = canonical_gender(t["declared_gender"], gender_values)
     birth = t["declared_birth_year"].to_numpy(zero_copy_only=False).astype(float)
     with np.errstate(invalid="ignore"):
         age = year - birth
@@ -231,10 +239,10 @@ def profile_items(t: pa.Table, prep: TextPrep, year: int) -> Items:
     values = {
         "nickname": wrap(t["nickname"]),
         "bio": wrap(t["bio"]),
-        "declared_gender": plain(t["declared_gender"]),
+        "declared_gender": wrap(gender),
         "declared_age": pa.array(np.where(age_ok, age, 0).astype(np.int64), mask=~age_ok).cast(pa.string()),
-        "device": plain(t["device_model"]),
-        "city": plain(t["ip_city"]),
+        "device": wrap(t["device_model"]),
+        "city": wrap(t["ip_city"]),
     }
     code = t["code"].to_numpy()
     parts = []
@@ -245,7 +253,27 @@ def profile_items(t: pa.Table, prep: TextPrep, year: int) -> Items:
         sel = code[ok.to_numpy(zero_copy_only=False)]
         parts.append((sel, np.full(len(sel), rank), np.full(len(sel), pos), line))
     return Items(0, *[np.concatenate([p[i] for p in parts]) for i in range(3)],
-                 pa.concat_arrays([p[3] for p in parts]))
+                 pa.concat_arrays([p[3] for p in parts])), dropped
+
+
+def canonical_gender(arr: pa.Array | pa.ChunkedArray, gender_values: dict[str, list[str]]) -> tuple[pa.Array, int]:
+    """Each value as its canonical name (`DocumentSettings.gender_values`), null when it is none of the
+    spellings; also how many non-empty values were dropped. Computed on the distinct values."""
+    dictionary, idx = encode(arr)
+    keys = gender_key(sanitize(dictionary))
+    spellings = {gender_key(pa.array([s])).to_pylist()[0]: canon
+                 for canon, spells in gender_values.items() for s in [canon, *spells]}
+    pos = pc.index_in(keys, value_set=pa.array(list(spellings), pa.string()))
+    values = pa.array(list(spellings.values()), pa.string()).take(pos)
+    unknown = (pc.is_null(values).to_numpy(zero_copy_only=False)
+               & pc.fill_null(pc.greater(pc.utf8_length(keys), 0), False).to_numpy(zero_copy_only=False))
+    dropped = int(np.bincount(idx[idx >= 0], minlength=len(dictionary))[unknown].sum())
+    return decode(values, idx), dropped
+
+
+def gender_key(arr: pa.Array) -> pa.Array:
+    """Lower-cased, trimmed, spaces and dashes as "_": "Non-Binary " and "non binary" -> "non_binary"."""
+    return pc.replace_substring_regex(pc.utf8_trim_whitespace(pc.utf8_lower(arr)), r"[\s\-]+", "_")
 
 
 def watch_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
@@ -255,7 +283,7 @@ def watch_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
         return Items.empty(1)
     vids, vid = sorted_codes(*encode(t["video_id"]))
     titles, title = prep.codes(t["video_title"])
-    cats, cat = plain_codes(t["video_category"])
+    cats, cat = prep.codes(t["video_category"])  # platform taxonomy: redacted like all text, not wrapped
     g = pa.table({
         "code": t["code"], "vid": masked(vid), "ratio": pa.array(watch_ratio(t), from_pandas=True),
         "liked": t["liked"], "shared": t["shared"], "commented": t["commented"], "ts": t["ts"],
@@ -311,10 +339,10 @@ def comment_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
     return items_of(3, g, pc.binary_join_element_wise("- ", wrap(texts.take(g["x"])), ""))
 
 
-def purchase_items(t: pa.Table, k: int) -> Items:
+def purchase_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
     """`- item_category price`, most expensive first (price says most about income and life stage)."""
     price = t["price"].to_numpy(zero_copy_only=False).astype(float)
-    cats, cat = plain_codes(t["item_category"])
+    cats, cat = prep.codes(t["item_category"])
     g = pa.table({"code": t["code"], "cat": cat, "price": t["price"], "ts": t["ts"]})
     g = g.filter(pa.array(np.isfinite(price) & (price >= 0) & (cat >= 0)))
     g = top_k(g, [("price", "descending"), ("ts", "descending"), ("cat", "ascending")], k)
@@ -334,18 +362,6 @@ def _arr(x: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(x, pa.ChunkedArray):
         return x.combine_chunks() if x.num_chunks else pa.array([], x.type)
     return x
-
-
-def plain_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """Platform fields (category, device, city) are not user text, so not wrapped or redacted, but still
-    sanitized so they stay on one line; sorted codes as in `redact.sorted_codes` (-1: null or empty)."""
-    dictionary, idx = encode(arr)
-    return sorted_codes(sanitize(dictionary), idx)
-
-
-def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """`plain_codes` decoded to strings (null where empty)."""
-    return decode(*plain_codes(arr))
 
 
 # ---- budget and assembly ----------------------------------------------------------------------------------

@@ -1,59 +1,83 @@
 """Text safety for documents: PII redaction and data-block delimiting, over whole Arrow columns.
 
-Why here and vectorised: every free-text column (nicknames, bios, titles, queries, comments) passes through
-these functions before a document is built, a million rows a week, so each step is one RE2 pass over a
-column of distinct values (`pyarrow.compute`), never a Python loop per string. Patterns use RE2 syntax (`\\p{Nd}`: any decimal
-digit) so the same pattern runs in pyarrow and in pandas' Arrow-backed `str.replace`.
+Why here and vectorised: every user- or creator-written field (nicknames, bios, device, city, titles,
+queries, comments) passes through these functions before a document is built, a million rows a week, so
+each step is one RE2 pass (`pyarrow.compute`) over a column of *distinct* values, never a Python loop per
+row. The Python steps (`_nfkc`, `_fold_digits`) touch only the distinct values that need them (non-ASCII
+text while pyarrow's NFKC does not compose; digits outside 0-9). The patterns themselves live in `pii_patterns.py`.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conf_profile.data.pii_patterns import CANDIDATE, KINDS, PATTERNS, TOKENS
+
+__all__ = ["KINDS", "PATTERNS", "TOKENS", "decode", "encode", "prepare_codes", "prepare_text", "redact",
+           "redact_counts", "sanitize", "sorted_codes", "truncate", "wrap"]
+
 OPEN, CLOSE = "⟦", "⟧"
-KINDS = ("email", "phone", "id")
-TOKENS = {"email": "[EMAIL]", "phone": "[PHONE]", "id": "[ID]"}
 
-_D = r"\p{Nd}"
-_SEP = r"[ .\-]"  # NFKC (see `sanitize`) has already turned no-break and ideographic spaces into " "
-
-EMAIL = (
-    r"[\p{L}\p{Nd}._%+\-]+(?:@| ?[(\[](?i:at)[)\]] ?)[\p{L}\p{Nd}\-]+"
-    r"(?:(?:\.| ?[(\[](?i:dot)[)\]] ?)[\p{L}\p{Nd}\-]+)+"
-)
-# Card-like 4x4 groups go first: the phone patterns would otherwise eat 12 of the 16 digits and leave 4.
-CARD = rf"{_D}{{4}}(?:[ \-]{_D}{{4}}){{3}}"
-PHONE = "|".join([
-    # international: +CC or 00CC, an optional (area) group, then 2-4 groups: +86 138 1234 5678, +1 (555) 123-4567
-    rf"(?:\+|\b00){_D}{{1,3}}(?:{_SEP}?\(?{_D}{{1,4}}\)?)?(?:{_SEP}?{_D}{{2,4}}){{2,4}}",
-    rf"\({_D}{{2,4}}\){_SEP}?{_D}{{3,4}}{_SEP}?{_D}{{3,4}}",  # (555) 123-4567, (020) 7946 0958
-    rf"\b{_D}{{3,4}}{_SEP}{_D}{{3,4}}{_SEP}{_D}{{4}}\b",  # 555-123-4567, 555.123.4567, 138 1234 5678
-    rf"\b0{_D}{{1,4}}{_SEP}{_D}{{3,4}}{_SEP}{_D}{{3,4}}\b",  # 020 7946 0958 (trunk prefix 0)
-    rf"\b0{_D}(?:{_SEP}{_D}{{2}}){{4}}\b",  # 06 12 34 56 78
-    r"\b1[3-9]\p{Nd}{9}\b",  # 13812345678 (CN mobile, no separators)
-    # two groups of >= 10 digits in all: 1367781-5743, 173-94688402 (too long to be a date, price or year)
-    r"\b(?:" + "|".join(rf"{_D}{{{a}}}{_SEP}{_D}{{{10 - a},}}" for a in range(2, 7)) + rf"|{_D}{{7,}}{_SEP}{_D}{{3,}})\b",
-    rf"\b{_D}{{3}}[.\-]{_D}{{4}}\b",  # 555-1234 (local, 7 digits)
-])
-LONG_DIGITS = rf"{_D}{{8,}}[Xx]?"  # ID / account numbers; an ID card may end in X
-PATTERNS: tuple[tuple[str, str], ...] = (("email", EMAIL), ("id", CARD), ("phone", PHONE), ("id", LONG_DIGITS))
-# Cheap pre-filter: every pattern above needs an @/(at) or 5 digits with at most 3 other chars between them.
-_CANDIDATE = r"@|[(\[](?i:at)[)\]]|" + r"[^\p{Nd}]{0,3}".join([_D] * 5)
+# Invisible characters that can split a value so no pattern sees it (jo\u200bhn@...), hide text or smuggle it
+# (bidi controls, tag characters): every format character (Cf: zero-width, soft hyphen, bidi, BOM, tags),
+# variation selectors, the combining grapheme joiner and the Hangul fillers.
+INVISIBLE = r"[\p{Cf}\x{034F}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]"
+DASHES = r"[^\P{Pd}\-]|[\x{2212}\x{2043}]"  # en/em dashes, non-breaking hyphen, minus sign ... all become "-"
+# Whitespace other than one plain space: runs, tabs, newlines, line separators, other controls, no-break and
+# ideographic spaces. (Replacing every single " " by " " would cost a match per word.)
+SPACES = (r"[\p{Cc}\p{Zl}\p{Zp}\p{Zs}]{2,}"
+          r"|[\p{Cc}\p{Zl}\p{Zp}\x{A0}\x{1680}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]")
+_ODD_DIGIT = r"[^\P{Nd}0-9]"  # a decimal digit outside 0-9
+_UNICODE_DIGIT = re.compile(r"\d")
 
 
-def sanitize(arr: pa.Array) -> pa.Array:
-    """Make text safe to sit on one line inside a ⟦...⟧ block.
+def _pyarrow_composes() -> bool:
+    """Measured, not assumed: pyarrow 25's utf8_normalize("NFKC") returns decomposed text (é -> e + U+0301,
+    Hangul as jamo), which the letter classes of the patterns and the teachers' tokenizers do not expect."""
+    return pc.utf8_normalize(pa.array(["e\u0301\ud55c"]), "NFKC")[0].as_py() == "\u00e9\ud55c"
 
-    NFKC folds full-width digits and ＠ so PII patterns see them; ⟦⟧ are removed so text cannot close its
-    block; bidi overrides are removed (they can hide text); newlines, line separators and other control
-    characters become one space, so text cannot start a `## ` line of its own.
+
+_PYARROW_COMPOSES = _pyarrow_composes()
+
+
+def _nfkc(arr: pa.Array) -> pa.Array:
+    """NFKC, composed: pyarrow's where it composes, else Python's `unicodedata` per (distinct, non-ASCII) value."""
+    if _PYARROW_COMPOSES:
+        return pc.utf8_normalize(arr, "NFKC")
+    return pa.array([unicodedata.normalize("NFKC", t) for t in arr.to_pylist()], pa.string())
+
+
+def _fold_digits(arr: pa.Array) -> pa.Array:
+    """Digits of any script (Arabic-Indic ٠١٢, Persian ۰۱۲, Devanagari ०१२ ...) as 0-9: RE2's `\\b` and the
+    digit ranges of the patterns only know ASCII digits. Python only for the values that have such digits."""
+    mask = pc.fill_null(pc.match_substring_regex(arr, _ODD_DIGIT), False)
+    if not pc.any(mask).as_py():
+        return arr
+    fixed = [_UNICODE_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), t) for t in arr.filter(mask).to_pylist()]
+    return pc.replace_with_mask(arr, mask, pa.array(fixed, pa.string()))
+
+
+def sanitize(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Make text safe to sit on one line inside a ⟦...⟧ block, and canonical for the PII patterns.
+
+    Only non-ASCII values can hold invisible characters, ⟦⟧, compatibility forms or odd dashes, so only
+    they get these steps: invisible characters and ⟦⟧ removed (text cannot split a value or close its
+    block), then NFKC, composed (full-width digits and ＠ folded; see `_nfkc`), dashes written "-", digits
+    folded. Then, for all values, newlines, line separators and other control characters become one space,
+    so text cannot start a `## ` line of its own.
     """
-    arr = pc.utf8_normalize(arr, "NFKC")
-    arr = pc.replace_substring_regex(arr, f"[{OPEN}{CLOSE}\u202a-\u202e\u2066-\u2069]", "")
-    arr = pc.replace_substring_regex(arr, r"[\p{Cc}\p{Zl}\p{Zp}\s]+", " ")
-    return pc.utf8_trim_whitespace(arr)
+    arr = _as_array(arr)
+    wide = pc.invert(pc.fill_null(pc.string_is_ascii(arr), True))
+    if pc.any(wide).as_py():
+        sub = pc.replace_substring_regex(arr.filter(wide), f"[{OPEN}{CLOSE}]|{INVISIBLE}", "")
+        sub = _fold_digits(pc.replace_substring_regex(_nfkc(sub), DASHES, "-"))
+        arr = pc.replace_with_mask(arr, wide, sub)
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, SPACES, " "))
 
 
 def redact_counts(arr: pa.Array) -> tuple[pa.Array, dict[str, np.ndarray]]:
@@ -63,7 +87,7 @@ def redact_counts(arr: pa.Array) -> tuple[pa.Array, dict[str, np.ndarray]]:
     """
     arr = _as_array(arr)
     counts = {k: np.zeros(len(arr), dtype=np.int64) for k in KINDS}
-    mask = pc.fill_null(pc.match_substring_regex(arr, _CANDIDATE), False)
+    mask = pc.fill_null(pc.match_substring_regex(arr, CANDIDATE), False)
     rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
     if rows.size == 0:
         return arr, counts
