@@ -102,17 +102,18 @@ class Ballots:
 
     def index(self, name: str) -> np.ndarray:
         """Flat bin indices reused by every vote (so LOTO's many votes do not rebuild them):
-        "cell": user x column of single-label answers that voted (abstainers, multi rows -> the spare last
-        bin); "group": user x attribute of every answer; "pair_cell": user x column of multi-label labels."""
+        "cell": column x user of single-label answers that voted (abstainers, multi rows -> the spare last
+        bin; column-major, so each class's scores are one contiguous run of users); "group": user x
+        attribute of every answer; "pair_cell": column x user of multi-label labels."""
         if name not in self.cache:
-            n_cols, n_attrs = self.layout.n_cols, self.layout.n_attrs
+            n_users, n_cols, n_attrs = self.n_users, self.layout.n_cols, self.layout.n_attrs
             if name == "cell":
                 ok = ~self.abstain & (self.col >= 0)
-                self.cache[name] = np.where(ok, self.u * n_cols + self.col, self.n_users * n_cols)
+                self.cache[name] = np.where(ok, self.col.astype(np.int64) * n_users + self.u, n_users * n_cols)
             elif name == "group":
                 self.cache[name] = self.u * n_attrs + self.a
             elif name == "pair_cell":
-                self.cache[name] = self.u[self.pair_row] * n_cols + self.pair_col
+                self.cache[name] = self.pair_col.astype(np.int64) * n_users + self.u[self.pair_row]
             else:
                 raise KeyError(name)
         return self.cache[name]

@@ -65,7 +65,7 @@ def loto(b: Ballots, threshold: float, unknown_weight: float, redundancy: float 
     present = np.flatnonzero(np.bincount(b.teacher, minlength=n_t)).tolist()  # no sort of every answer
     for t in progress(present, desc="leave-one-teacher-out", unit="teacher"):
         mine = b.teacher == t
-        others = vote(voting, "weighted", threshold, unknown_weight, rows=~mine)
+        others = vote(voting, "weighted", threshold, unknown_weight, rows=~mine, count_voters=False)
         own_label, own_answered = own_answers(b, mine, threshold, unknown_weight)
         ok = own_answered & decided(lay, others.label)
         agree = (own_label == others.label) & ok
