@@ -7,11 +7,12 @@ class, informative but uncalibrated confidences), optionally also on a simulated
 (task, worker, label) integer codes, one fit per attribute; tasks nobody answered are abstentions for
 every method.
 
-Speed: wall time for N users x 5 teachers x 8 attributes (default 1M users = 40M answers). Ours is timed
-end to end from the Arrow table (encoding included) and split into the plain votes and the full calibrated
-aggregation (votes, leave-one-teacher-out, reliability weights, isotonic maps, EM prior shift). crowd-kit
-is timed on a 100k-user set; a method whose 10x extrapolation exceeds `max_ck_s` (5 min) is reported as an
-extrapolation (labelled), otherwise it is also run at full size. Medians over `repeats`.
+Speed, end to end from the same Arrow table (N users x 5 teachers x 8 attributes, default 200k users = 8M
+answers; `--users 20000` for a quick run): ours includes encoding the table, crowd-kit includes building its
+integer (task, worker, label) frames from it with Arrow kernels. Majority vs MajorityVote, our full calibrated
+aggregation vs Wawa (at N) and DawidSkene (at `--ds-users`, it is slow). Medians of `repeats`, ratios.
+Memory: peak RSS of a fresh process aggregating `--mem-users` (two sizes) shard by shard (`labels.stream`,
+calibration on `--sample-users`) and, for comparison, the whole table at once.
 Run: `python -m bench.bench_voting [--users N] [--lake PATH]` (prints one JSON object).
 """
 
@@ -21,6 +22,7 @@ import argparse
 import gc
 import json
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -29,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conf_profile.config import LabelSettings
 from conf_profile.evaluate.metrics import macro_f1
@@ -142,58 +145,126 @@ def lake_quality(path: str, settings: LabelSettings) -> dict:
 
 # ---- speed ------------------------------------------------------------------------------------------------
 def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    times = []
+    return _median_times(fn, repeats)[:2]
+
+
+def _median_times(fn: Callable[[], object], repeats: int) -> tuple[float, list[float], float]:
+    """(median wall s, wall runs, median CPU s of this process). CPU time is reported too because the
+    benchmark box is shared: wall time there measures the neighbours as much as the code."""
+    times, cpu = [], []
     for _ in range(repeats):
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), [round(t, 2) for t in times]
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), [round(t, 3) for t in times], statistics.median(cpu)
 
 
-def time_ours(table: pa.Table, settings: LabelSettings, repeats: int) -> dict:
-    """Ours, timed in stages; the Arrow table is dropped (by the caller's `del`) before the votes run."""
+def arrow_to_crowdkit(table: pa.Table, unknown: str = "unknown") -> list[pd.DataFrame]:
+    """crowd-kit's input built from the teacher-answer Arrow table the cheapest way we know (timed): drop
+    error rows and "unknown" answers, dictionary-encode users, teachers and labels to integer columns with
+    Arrow kernels (crowd-kit is faster on integers than on strings), one (task, worker, label) frame per
+    attribute."""
+    t = table.filter(pc.is_null(table["error"]))
+    first = pc.list_element(t["label"], 0)
+    ok = pc.and_(pc.equal(pc.list_value_length(t["label"]), 1), pc.not_equal(first, unknown))
+    t = t.select(["user_id", "teacher_id", "attribute"]).append_column("label", first).filter(ok)
+
+    def codes(col: str) -> np.ndarray:
+        return pc.dictionary_encode(t[col]).combine_chunks().indices.to_numpy()
+
+    attr = codes("attribute")
+    df = pd.DataFrame({"task": codes("user_id"), "worker": codes("teacher_id"), "label": codes("label")})
+    return [df[attr == k].reset_index(drop=True) for k in range(int(attr.max(initial=-1)) + 1)]
+
+
+def _ck_methods() -> dict[str, Callable[[pa.Table], pd.Series]]:
+    return {name: (lambda table, fn=fn: run_crowdkit(fn, arrow_to_crowdkit(table)))
+            for name, fn in _crowdkit().items()}
+
+
+def time_end_to_end(table: pa.Table, settings: LabelSettings, repeats: int, ck_names: list[str]) -> dict:
+    """Every method from the same Arrow table: ours including the encoding, crowd-kit including building
+    its frames. Stages are timed separately too (medians)."""
     tax = bench_taxonomy(N_ATTRS)
-    enc, _ = _median_time(lambda: encode(table, tax), repeats)
-    b = encode(table, tax)
-    table = None  # noqa: F841 - the caller holds the last reference; drop ours before the votes
-    maj, _ = _median_time(lambda: vote(b, "majority"), repeats)
-    wv, _ = _median_time(lambda: vote(b, "weighted"), repeats)
-    full, full_runs = _median_time(lambda: aggregate_ballots(b, settings), repeats)
-    return {"encode_s": round(enc, 2), "majority_vote_s": round(maj, 2), "weighted_vote_s": round(wv, 2),
-            "calibrated_aggregation_s": round(full, 2), "runs_calibrated_s": full_runs,
-            "end_to_end_majority_s": round(enc + maj, 2), "end_to_end_calibrated_s": round(enc + full, 2)}
-
-
-def time_crowdkit(n_small: int, n_full: int, seed: int, repeats: int, max_ck_s: float) -> dict:
-    table, _ = synthetic(n_small, seed)
-    frames = crowdkit_frames(encode(table, bench_taxonomy(N_ATTRS)))
-    del table
+    ours = {
+        "ours:majority": lambda: vote(encode(table, tax), "majority"),
+        "ours:calibrated": lambda: aggregate_ballots(encode(table, tax), settings),
+    }
     out: dict[str, dict] = {}
-    full_df = None
+    for name, fn in ours.items():
+        med, runs, cpu = _median_times(fn, repeats)
+        out[name] = {"s": round(med, 3), "runs_s": runs, "cpu_s": round(cpu, 3)}
+    held = [encode(table, tax)]
+    stages = {"encode_s": lambda: encode(table, tax), "majority_vote_s": lambda: vote(held[0], "majority"),
+              "aggregate_ballots_s": lambda: aggregate_ballots(held[0], settings),
+              "crowdkit_frames_s": lambda: arrow_to_crowdkit(table)}
+    out["stages"] = {k: round(_median_time(f, repeats)[0], 3) for k, f in stages.items()}
+    held.clear()
+    ck = _ck_methods()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, fn in _crowdkit().items():
-            small, runs = _median_time(lambda fn=fn: run_crowdkit(fn, frames), repeats)
-            scale = n_full / n_small
-            entry = {f"measured_s_at_{n_small}": round(small, 2), "runs_s": runs,
-                     "extrapolated_s": round(small * scale, 1)}
-            if small * scale <= max_ck_s and n_full != n_small:
-                if full_df is None:
-                    t, _ = synthetic(n_full, seed)
-                    full_df = crowdkit_frames(encode(t, bench_taxonomy(N_ATTRS)))
-                    del t
-                full, runs = _median_time(lambda fn=fn, d=full_df: run_crowdkit(fn, d), repeats)
-                entry.update(measured_s=round(full, 2), runs_full_s=runs, basis="measured at full size")
-            else:
-                entry.update(measured_s=None, basis=f"EXTRAPOLATED linearly from {n_small:,} users "
-                             f"(> {max_ck_s:.0f} s predicted at {n_full:,})" if n_full != n_small else "measured")
-            out[name] = entry
+        for name in ck_names:
+            med, runs, cpu = _median_times(lambda name=name: ck[name](table), repeats)
+            out[name] = {"s": round(med, 3), "runs_s": runs, "cpu_s": round(cpu, 3)}
     return out
 
 
-def bench(users: int = 1_000_000, quality_users: int = 20_000, ck_users: int = 100_000, repeats: int = 3,
-          seed: int = 0, max_ck_s: float = 300.0, lake: str | None = None) -> dict:
+# ---- memory -----------------------------------------------------------------------------------------------
+def _shard_tables(n_users: int, shard_users: int, seed: int):
+    """Synthetic shards generated one at a time (user ids unique across shards), so the child process holds
+    only what the aggregation holds."""
+    tax = bench_taxonomy(N_ATTRS)
+    for k, start in enumerate(range(0, n_users, shard_users)):
+        answers, _ = simulate_answers(min(shard_users, n_users - start), tax, N_TEACHERS, seed=seed + k)
+        t = answers_to_table(answers, tax)
+        ids = pc.binary_join_element_wise(pa.scalar(f"s{k:04d}-"), t["user_id"], "")
+        yield t.set_column(0, "user_id", ids)
+
+
+def memory_child(mode: str, n_users: int, shard_users: int, sample_users: int, seed: int = 0) -> dict:
+    """Run in a fresh process: peak RSS of one aggregation ("stream": shard by shard, calibration on
+    `sample_users`; "whole": the week's table at once, calibration on everyone)."""
+    import resource
+
+    from conf_profile.labels.stream import aggregate_stream
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    decided_cells = 0
+    if mode == "stream":
+        settings = LabelSettings(teachers=[], calibration_sample_users=sample_users)
+        _, parts = aggregate_stream(lambda: _shard_tables(n_users, shard_users, seed), bench_taxonomy(N_ATTRS),
+                                    settings)
+        for _, agg in parts:  # a real caller writes each shard out here
+            decided_cells += int((agg.label >= 0).sum())
+    else:
+        settings = LabelSettings(teachers=[], calibration_sample_users=n_users)
+        table = pa.concat_tables(list(_shard_tables(n_users, shard_users, seed)))
+        b = encode(table, bench_taxonomy(N_ATTRS))
+        del table
+        decided_cells = int((aggregate_ballots(b, settings).label >= 0).sum())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"mode": mode, "users": n_users, "peak_rss_mb": round(peak / 1024, 1),
+            "rss_after_imports_mb": round(base / 1024, 1), "s": round(time.perf_counter() - t0, 2),
+            "decided_cells": decided_cells}
+
+
+def measure_memory(sizes: list[int], shard_users: int, sample_users: int) -> list[dict]:
+    out = []
+    for mode in ("stream", "whole"):
+        for n in sizes:
+            cmd = [sys.executable, "-m", "bench.bench_voting", "--memory-child", mode, str(n), str(shard_users),
+                   str(sample_users)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            out.append(json.loads(res.stdout))
+    return out
+
+
+def bench(users: int = 200_000, quality_users: int = 20_000, ds_users: int = 20_000, repeats: int = 3,
+          seed: int = 0, lake: str | None = None, mem_users: tuple[int, ...] = (100_000, 400_000),
+          shard_users: int = 50_000, sample_users: int = 50_000) -> dict:
     settings = LabelSettings(teachers=[])
     # quality on the synthetic set with known truth
     table, truth = synthetic(quality_users, seed)
@@ -203,37 +274,50 @@ def bench(users: int = 1_000_000, quality_users: int = 20_000, ck_users: int = 1
     if lake:
         result["lake_quality"] = lake_quality(lake, LabelSettings())
     del table, b
-    # speed at full size
-    holder = [synthetic(users, seed)[0]]
-    ours = time_ours(holder.pop(), settings, repeats)
-    gc.collect()
-    ck = time_crowdkit(min(ck_users, users), users, seed, repeats, max_ck_s)
-    ratios = {}
-    for name, core, e2e in (("crowdkit:MajorityVote", "majority_vote_s", "end_to_end_majority_s"),
-                            ("crowdkit:Wawa", "calibrated_aggregation_s", "end_to_end_calibrated_s"),
-                            ("crowdkit:DawidSkene", "calibrated_aggregation_s", "end_to_end_calibrated_s")):
-        t = ck[name]["measured_s"] if ck[name]["measured_s"] is not None else ck[name]["extrapolated_s"]
-        ratios[f"{name} / ours (both from integer codes)"] = round(t / ours[core], 1)
-        ratios[f"{name} / ours incl. encoding the Arrow table"] = round(t / ours[e2e], 1)
-    result["speed"] = {"users": users, "answers": users * N_TEACHERS * N_ATTRS, "repeats": repeats,
-                       "ours": ours, "crowdkit": ck, "ratio_vs_ours": ratios,
-                       "note": "crowd-kit MajorityVote is compared with our majority vote, Wawa and DawidSkene "
-                               "with our full calibrated aggregation (all three votes + LOTO + reliability + "
-                               "isotonic + EM priors); crowd-kit times start from integer-coded DataFrames "
-                               "(building them is not timed), ours from integer codes or, 'incl. encoding', "
-                               "from the string Arrow table."}
+    speed: dict = {}
+    for n, names in ((users, ["crowdkit:MajorityVote", "crowdkit:Wawa"]), (ds_users, ["crowdkit:DawidSkene"])):
+        table = synthetic(n, seed)[0]
+        r = time_end_to_end(table, settings, repeats, names)
+        del table
+        gc.collect()
+        ratios = {}
+        for name in names:
+            ours = "ours:majority" if name.endswith("MajorityVote") else "ours:calibrated"
+            ratios[f"{name} / {ours}"] = round(r[name]["s"] / r[ours]["s"], 2)
+            ratios[f"{name} / {ours} (CPU time)"] = round(r[name]["cpu_s"] / r[ours]["cpu_s"], 2)
+        speed[f"{n}_users"] = {"answers": n * N_TEACHERS * N_ATTRS, "times": r, "ratio_crowdkit_over_ours": ratios}
+    result["speed"] = {"repeats": repeats, **speed,
+                       "note": "end to end from the same Arrow table: ours includes encoding it, crowd-kit "
+                               "includes building its integer (task, worker, label) frames from it with Arrow "
+                               "dictionary kernels. MajorityVote is compared with our majority vote; Wawa and "
+                               "DawidSkene with our full calibrated aggregation (majority + weighted + LOTO + "
+                               "reliability-weighted vote + isotonic maps + EM priors). Ratio > 1: ours faster."}
+    if mem_users:
+        result["memory"] = {"shard_users": shard_users, "calibration_sample_users": sample_users,
+                            "runs": measure_memory(list(mem_users), shard_users, sample_users)}
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_voting", description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--users", type=int, default=200_000, help="speed comparison size (quick run: 20000)")
     p.add_argument("--quality-users", type=int, default=20_000)
-    p.add_argument("--ck-users", type=int, default=100_000)
+    p.add_argument("--ds-users", type=int, default=20_000, help="DawidSkene is compared at this size")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mem-users", default="100000,400000", help="two sizes for peak memory ('' = skip)")
+    p.add_argument("--shard-users", type=int, default=50_000)
+    p.add_argument("--sample-users", type=int, default=50_000, help="calibration sample when streaming")
     p.add_argument("--lake", help="also compare on this simulated lake's latest interval")
+    p.add_argument("--memory-child", nargs=4, metavar=("MODE", "USERS", "SHARD_USERS", "SAMPLE_USERS"),
+                   help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    print(json.dumps(bench(a.users, a.quality_users, a.ck_users, a.repeats, lake=a.lake), indent=2))
+    if a.memory_child:
+        mode, *sizes = a.memory_child
+        print(json.dumps(memory_child(mode, *map(int, sizes))))
+        return 0
+    mem = tuple(int(x) for x in a.mem_users.split(",") if x)
+    print(json.dumps(bench(a.users, a.quality_users, a.ds_users, a.repeats, lake=a.lake, mem_users=mem,
+                           shard_users=a.shard_users, sample_users=a.sample_users), indent=2))
     return 0
 
 

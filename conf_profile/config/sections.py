@@ -102,6 +102,8 @@ class LabelSettings(Strict):
     prior_shift: bool = False  # re-decide single-label votes under the EM priors (measured: no gain; labels.md)
     loto_redundancy: float = 0.9  # (teacher, attribute) agreeing this often with the others is left out of LOTO
     reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
+    # LOTO, maps, reliability and priors are fitted on at most this many users (hash-chosen; bounds memory)
+    calibration_sample_users: int = Field(200_000, ge=1)
 
 
 class SFTSettings(Strict):

@@ -14,15 +14,18 @@ import numpy as np
 from conf_profile.config import LabelSettings
 from conf_profile.labels.ballots import Ballots, Layout
 from conf_profile.labels.calibrate import (
+    Priors,
     PriorShift,
     decided,
+    estimate_priors,
     fit_calibrator,
     gold_points,
     loto,
-    prior_shift,
     reliability_weights,
+    shift_labels,
 )
 from conf_profile.labels.isotonic import Calibrator
+from conf_profile.labels.sample import sample_mask, subset_users
 from conf_profile.labels.vote import VoteResult, vote
 
 LOTO = "leave-one-teacher-out"
@@ -46,35 +49,92 @@ class Aggregate:
     weight: np.ndarray  # (n_answers,) vote weight of each answer in the calibrated vote
 
 
+@dataclass
+class Calibration:
+    """What is fitted on the calibration sample and applied to every user (or shard of users)."""
+
+    teachers: list[str]  # teacher names the rows of `agreement` / `redundant` refer to
+    agreement: np.ndarray  # (n_teachers, A) LOTO agreement rates (NaN: no answers)
+    redundant: np.ndarray  # (n_teachers, A)
+    calibrator: Calibrator
+    source: str  # LOTO or GOLD_DEV
+    n_points: int
+    priors: Priors
+    sample_users: int  # users the fit saw
+
+    def rates_for(self, teachers: list[str]) -> np.ndarray:
+        """Agreement rates in the row order of another teacher list (NaN for teachers the fit never saw)."""
+        pos = {t: i for i, t in enumerate(self.teachers)}
+        rows = [self.agreement[pos[t]] if t in pos else np.full(self.agreement.shape[1], np.nan) for t in teachers]
+        return np.array(rows).reshape(len(teachers), self.agreement.shape[1])
+
+
 def aggregate_ballots(b: Ballots, settings: LabelSettings,
                       gold: tuple[np.ndarray, np.ndarray] | None = None) -> Aggregate:
-    """`gold` = (codes, dev-user mask) from `encode_labels` when calibrating on gold dev users."""
+    """`gold` = (codes, dev-user mask) from `encode_labels` when calibrating on gold dev users.
+    The calibration is fitted on at most `settings.calibration_sample_users` users (hash-chosen, gold dev
+    users always in) and applied to all; when that covers everyone the sample is skipped altogether."""
+    force = None if gold is None else gold[1].any(axis=1)
+    sample = sample_mask(b.users, settings.calibration_sample_users, force)
+    if sample is None:
+        cal, votes = fit_calibration(b, settings, gold)
+        return apply_calibration(b, cal, settings, votes)
+    sgold = None if gold is None else (gold[0][sample], gold[1][sample])
+    cal, _ = fit_calibration(subset_users(b, sample), settings, sgold)
+    return apply_calibration(b, cal, settings)
+
+
+def fit_calibration(b: Ballots, settings: LabelSettings, gold: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[Calibration, dict[str, VoteResult]]:
+    """LOTO (or gold dev) points, isotonic maps, reliability rates and EM priors from the users of `b`.
+    Also returns the votes it computed on `b` (weighted, calibrated), so applying to the same users reuses them."""
     lay = b.layout
     thr, lam, red = settings.multilabel_threshold, settings.unknown_weight, settings.loto_redundancy
-    majority = vote(b, "majority", thr, lam)
     weighted = vote(b, "weighted", thr, lam)
     first = loto(b, thr, lam, red)
-    agreement, redundant, points = first.rate, first.redundant, first.points
-    cb, cvote = b, weighted
+    points, cvote = first.points, weighted
     if settings.reliability_weights:
         # The map is still fitted on the first pass's points (others' votes without reliability weights):
         # a second pass with reweighted others measured worse ECE on two simulated weeks (docs/labels.md).
-        cb = replace(b, weight=reliability_weights(b, first.rate))
-        cvote = vote(cb, "weighted", thr, lam)
+        cvote = vote(replace(b, weight=reliability_weights(b, first.rate)), "weighted", thr, lam)
     source = LOTO
     if gold is not None:
         points, source = gold_points(lay, cvote, gold[0], gold[1]), GOLD_DEV
     cal = fit_calibrator(lay, points, settings.calibration_min_points, settings.calibration_per_attribute)
-    q = cal.apply(lay.attributes, cvote.confidence)
-    shift = prior_shift(lay, cvote, q, enabled=settings.prior_shift)
-    raw = redecided_confidence(lay, cvote, shift.label)
-    conf = np.where(decided(lay, shift.label), cal.apply(lay.attributes, raw), 0.0)
+    pri = estimate_priors(lay, cvote, cal.apply(lay.attributes, cvote.confidence))
+    fitted = Calibration(list(b.teachers), first.rate, first.redundant, cal, source, len(points), pri, b.n_users)
+    return fitted, {"weighted": weighted, "calibrated": cvote}
+
+
+def apply_calibration(b: Ballots, cal: Calibration, settings: LabelSettings,
+                      votes: dict[str, VoteResult] | None = None) -> Aggregate:
+    """The three votes of the users in `b`, the calibrated one with `cal`'s reliability weights, confidence
+    map and priors. `votes` from `fit_calibration` on the same `b` are reused, not recomputed."""
+    lay = b.layout
+    thr, lam = settings.multilabel_threshold, settings.unknown_weight
+    votes = votes or {}
+    majority = vote(b, "majority", thr, lam)
+    weighted = votes.get("weighted") or vote(b, "weighted", thr, lam)
+    cb, cvote = b, weighted
+    if settings.reliability_weights:
+        cb = replace(b, weight=reliability_weights(b, cal.rates_for(b.teachers)))
+        cvote = votes.get("calibrated") or vote(cb, "weighted", thr, lam)
+    label, changed = shift_labels(lay, cvote, cal.priors, enabled=settings.prior_shift)
+    shift = PriorShift(label, cal.priors.priors, cal.priors.vote_shares, changed, cal.priors.iterations)
+    raw = redecided_confidence(lay, cvote, label)
+    conf = np.where(decided(lay, label), cal.calibrator.apply(lay.attributes, raw), 0.0)
     # The score matrices are the largest arrays; only the calibrated vote's are needed later.
     majority = replace(majority, scores=None)
     if cvote is not weighted:
         weighted = replace(weighted, scores=None)
-    return Aggregate(lay, majority, weighted, cvote, shift.label, conf, cal, shift, source, len(points),
-                     agreement, redundant, cb.weight)
+    return Aggregate(lay, majority, weighted, cvote, label, conf, cal.calibrator, shift, cal.source, cal.n_points,
+                     cal.rates_for(b.teachers), _rows_for(cal, b.teachers), cb.weight)
+
+
+def _rows_for(cal: Calibration, teachers: list[str]) -> np.ndarray:
+    pos = {t: i for i, t in enumerate(cal.teachers)}
+    rows = [cal.redundant[pos[t]] if t in pos else np.zeros(cal.redundant.shape[1], bool) for t in teachers]
+    return np.array(rows, dtype=bool).reshape(len(teachers), cal.redundant.shape[1])
 
 
 def redecided_confidence(layout: Layout, result: VoteResult, label: np.ndarray) -> np.ndarray:

@@ -102,17 +102,18 @@ class Ballots:
 
     def index(self, name: str) -> np.ndarray:
         """Flat bin indices reused by every vote (so LOTO's many votes do not rebuild them):
-        "cell": user x column of single-label answers that voted (abstainers, multi rows -> the spare last
-        bin); "group": user x attribute of every answer; "pair_cell": user x column of multi-label labels."""
+        "cell": column x user of single-label answers that voted (abstainers, multi rows -> the spare last
+        bin; column-major, so each class's scores are one contiguous run of users); "group": user x
+        attribute of every answer; "pair_cell": column x user of multi-label labels."""
         if name not in self.cache:
-            n_cols, n_attrs = self.layout.n_cols, self.layout.n_attrs
+            n_users, n_cols, n_attrs = self.n_users, self.layout.n_cols, self.layout.n_attrs
             if name == "cell":
                 ok = ~self.abstain & (self.col >= 0)
-                self.cache[name] = np.where(ok, self.u * n_cols + self.col, self.n_users * n_cols)
+                self.cache[name] = np.where(ok, self.col.astype(np.int64) * n_users + self.u, n_users * n_cols)
             elif name == "group":
                 self.cache[name] = self.u * n_attrs + self.a
             elif name == "pair_cell":
-                self.cache[name] = self.u[self.pair_row] * n_cols + self.pair_col
+                self.cache[name] = self.pair_col.astype(np.int64) * n_users + self.u[self.pair_row]
             else:
                 raise KeyError(name)
         return self.cache[name]
@@ -127,9 +128,9 @@ def _dict_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     instead of every row. Returns (row codes, -1 for null; the distinct values)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    enc = pc.dictionary_encode(pc.cast(arr, pa.string()))
-    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-    return codes, enc.dictionary
+    enc = pc.dictionary_encode(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
+    idx = enc.indices if enc.indices.null_count == 0 else pc.fill_null(enc.indices, -1)
+    return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), enc.dictionary
 
 
 def _lookup(values: pa.Array, targets: pa.Array) -> np.ndarray:
@@ -159,20 +160,31 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     a_idx = np.maximum(a_idx, 0)
     labels = table["label"].combine_chunks()
     lens = pc.fill_null(pc.list_value_length(labels), 0).to_numpy(zero_copy_only=False)
-    parent = pc.list_parent_indices(labels).to_numpy(zero_copy_only=False)
-    l_code, l_dict = _dict_codes(pc.list_flatten(labels))
+    # One label per row (single-label answers, the usual case): flat label i is row i, so the parent
+    # gathers below are skipped (`at` is the identity).
+    flat = pc.list_flatten(labels)
+    ident = len(flat) == n and labels.null_count == 0 and bool((lens == 1).all())
+    parent = None if ident else pc.list_parent_indices(labels).to_numpy(zero_copy_only=False)
+
+    def at(x: np.ndarray) -> np.ndarray:
+        return x if parent is None else x[parent]
+
+    l_code, l_dict = _dict_codes(flat)
     l_names = l_dict.to_pylist()
     unknown_code = l_names.index(taxonomy.unknown) if taxonomy.unknown in l_names else -2
     key_col = {k: i for i, k in enumerate(layout.keys())}
     lut = np.array([[key_col.get(f"{a}{_SEP}{v}", -1) for v in l_names] + [-1] for a in layout.attributes],
                    dtype=np.int32).reshape(layout.n_attrs, len(l_names) + 1)
-    col_flat = lut[a_idx[parent], l_code]  # l_code -1 (null) hits the trailing -1 column
+    col_flat = lut[at(a_idx), l_code]  # l_code -1 (null) hits the trailing -1 column
     is_unknown_flat = l_code == unknown_code
     bad_flat = (col_flat < 0) & ~is_unknown_flat
 
-    bad = np.zeros(n, dtype=bool)
-    bad[parent[bad_flat]] = True
-    n_unknown = np.bincount(parent[is_unknown_flat], minlength=n)
+    if ident:
+        bad, n_unknown = bad_flat.copy(), is_unknown_flat
+    else:
+        bad = np.zeros(n, dtype=bool)
+        bad[parent[bad_flat]] = True
+        n_unknown = np.bincount(parent[is_unknown_flat], minlength=n)
     multi = layout.is_multi[a_idx] & a_ok
     conf = pc.fill_null(pc.cast(table["confidence"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     bad |= ~a_ok | np.isnan(conf) | (t_code < 0)
@@ -182,19 +194,23 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     keep = ~bad & ~err_rows
 
     abstain = n_unknown > 0
-    col = np.full(n, -1, dtype=np.int32)
-    single_flat = ~multi[parent] & ~is_unknown_flat
-    col[parent[single_flat]] = col_flat[single_flat]
+    single_flat = ~at(multi) & ~is_unknown_flat
+    if ident:
+        col = np.where(single_flat, col_flat, -1).astype(np.int32, copy=False)
+    else:
+        col = np.full(n, -1, dtype=np.int32)
+        col[parent[single_flat]] = col_flat[single_flat]
     mask = np.zeros(n, dtype=np.int64)
-    multi_flat = multi[parent] & ~is_unknown_flat & ~bad_flat
+    multi_flat = at(multi) & ~is_unknown_flat & ~bad_flat
     bits = np.left_shift(np.int64(1), layout.col_class[col_flat[multi_flat]].astype(np.int64))
-    np.bitwise_or.at(mask, parent[multi_flat], bits)
+    pr, pcl = np.flatnonzero(multi_flat) if parent is None else parent[multi_flat], col_flat[multi_flat]
+    np.bitwise_or.at(mask, pr, bits)
     # One pair per distinct (row, label): duplicated labels in a list count once.
-    pr, pcl = parent[multi_flat], col_flat[multi_flat]
     if len(pr):
         uniq = np.unique(pr.astype(np.int64) * layout.n_cols + pcl)
         pr, pcl = uniq // layout.n_cols, uniq % layout.n_cols
-    del parent, l_code, col_flat, is_unknown_flat, bad_flat, single_flat, multi_flat, bits, n_unknown
+    parent = None
+    del l_code, col_flat, is_unknown_flat, bad_flat, single_flat, multi_flat, bits, n_unknown
 
     # ---- users, teachers, weights ----
     u_code, u_dict = _dict_codes(table["user_id"])
@@ -211,40 +227,51 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     outside = keep & (u_idx < 0)  # answers for users outside the given index are not voted on
     keep &= ~outside
 
+    all_kept = bool(keep.all())
+    idx = None if all_kept else np.flatnonzero(keep)
+
+    def kept(x: np.ndarray, dtype: type) -> np.ndarray:
+        """`x[keep]` without the gather when every row is kept (the usual case)."""
+        return x.astype(dtype, copy=False) if all_kept else x[idx].astype(dtype, copy=False)
+
     spec_order = [t.name for t in teachers or []]
-    kept_t = np.flatnonzero(np.bincount(t_code[keep] + 1, minlength=len(t_names_all) + 1)[1:])
+    t_kept = kept(t_code, np.int32)  # -1 (null teacher) only on rows that are not kept
+    kept_t = np.flatnonzero(np.bincount(t_kept, minlength=len(t_names_all))) if len(t_kept) else t_kept
     seen_t = sorted({t_names_all[i] for i in kept_t} - set(spec_order))
     teacher_names = spec_order + seen_t
-    t_map = np.append(_lookup(t_dict, pa.array(teacher_names, pa.string())), -1)
-    t_idx = np.maximum(t_map[t_code], 0)
+    t_map = np.maximum(np.append(_lookup(t_dict, pa.array(teacher_names, pa.string())), -1), 0).astype(np.int16)
+    t_idx = t_map[t_code]  # clamped on the small lookup table, not on every row
     sample = pc.fill_null(pc.cast(table["sample_idx"], pa.int32()), 0).to_numpy(zero_copy_only=False)
     # Samples of one teacher share its vote: a teacher sampled 5 times must not outvote 4 others.
     n_samples = np.ones(len(teacher_names), dtype=np.float64)
-    if keep.any():
-        span = int(sample[keep].max()) + 1
-        used = np.bincount(t_idx[keep] * span + sample[keep], minlength=len(teacher_names) * span) > 0
+    sample_k = np.array(kept(sample, np.int32))
+    span = int(sample_k.max(initial=0)) + 1
+    if len(sample_k) and span > 1:  # one sample each (span 1): every teacher's count is 1
+        used = np.bincount(kept(t_idx, np.int64) * span + sample_k, minlength=len(teacher_names) * span) > 0
         n_samples = np.maximum(used.reshape(len(teacher_names), span).sum(axis=1), 1)
     spec_w = {t.name: float(t.weight) for t in teachers or []}
     tw = np.array([spec_w.get(t, 1.0) for t in teacher_names], dtype=np.float64)
 
-    idx = np.flatnonzero(keep)
-    remap = np.cumsum(keep, dtype=np.int64) - 1
     pair_keep = keep[pr]
-    t_k = t_idx[idx]
+    remap = np.cumsum(keep, dtype=np.int64) - 1 if len(pr) else np.zeros(0, np.int64)
+    t_k = kept(t_idx, np.int16)
     return Ballots(
         layout=layout, users=users_arr, teachers=teacher_names,
         # narrow dtypes where values are small: 40M answers must fit in memory with room for the votes
-        u=u_idx[idx].astype(np.int64), a=a_idx[idx].astype(np.int16), col=col[idx].astype(np.int32), mask=mask[idx],
-        abstain=abstain[idx], conf=np.clip(conf[idx], 0.0, 1.0), weight=tw[t_k] / n_samples[t_k],
-        share=(1.0 / n_samples[t_k]).astype(np.float32), teacher=t_k.astype(np.int16),
-        sample=sample[idx].astype(np.int32),
+        u=kept(u_idx, np.int64), a=kept(a_idx, np.int16), col=kept(col, np.int32), mask=kept(mask, np.int64),
+        abstain=kept(abstain, bool), conf=np.clip(kept(conf, np.float64), 0.0, 1.0), weight=tw[t_k] / n_samples[t_k],
+        share=(1.0 / n_samples[t_k]).astype(np.float32), teacher=t_k, sample=sample_k,
         pair_row=remap[pr[pair_keep]], pair_col=pcl[pair_keep],
-        rationale=(pc.cast(table["rationale"], pa.string()).combine_chunks().take(pa.array(idx))
-                   if keep_rationale else None),
+        rationale=_kept_rationale(table, idx) if keep_rationale else None,
         excluded_error=_counts(t_names_all, t_code, err_rows),
         excluded_invalid=_counts(t_names_all, t_code, invalid),
         excluded_unknown_user=_counts(t_names_all, t_code, outside),
     )
+
+
+def _kept_rationale(table: pa.Table, idx: np.ndarray | None) -> pa.Array:
+    rationale = pc.cast(table["rationale"], pa.string()).combine_chunks()
+    return rationale if idx is None else rationale.take(pa.array(idx))
 
 
 def _counts(names: list[str], codes: np.ndarray, rows: np.ndarray) -> dict[str, int]:

@@ -62,9 +62,10 @@ def loto(b: Ballots, threshold: float, unknown_weight: float, redundancy: float 
     n_t = len(b.teachers)
     rate = np.full((n_t, lay.n_attrs), np.nan)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for t in progress(np.unique(b.teacher).tolist(), desc="leave-one-teacher-out", unit="teacher"):
+    present = np.flatnonzero(np.bincount(b.teacher, minlength=n_t)).tolist()  # no sort of every answer
+    for t in progress(present, desc="leave-one-teacher-out", unit="teacher"):
         mine = b.teacher == t
-        others = vote(voting, "weighted", threshold, unknown_weight, rows=~mine)
+        others = vote(voting, "weighted", threshold, unknown_weight, rows=~mine, count_voters=False)
         own_label, own_answered = own_answers(b, mine, threshold, unknown_weight)
         ok = own_answered & decided(lay, others.label)
         agree = (own_label == others.label) & ok
@@ -147,6 +148,16 @@ class PriorShift:
     iterations: dict[str, int]
 
 
+@dataclass
+class Priors:
+    """What `prior_shift` estimates, apart from the users it re-decides (so a sample can fit it)."""
+
+    priors: dict[str, list[float]]
+    vote_shares: dict[str, list[float]]
+    iterations: dict[str, int]
+    ratio: dict[str, np.ndarray]  # prior / smoothed vote share: the re-decision factor (attributes with votes)
+
+
 def prior_shift(layout: Layout, result: VoteResult, calibrated: np.ndarray, enabled: bool = True) -> PriorShift:
     """Estimate class priors and re-decide single-label votes.
 
@@ -156,11 +167,17 @@ def prior_shift(layout: Layout, result: VoteResult, calibrated: np.ndarray, enab
     the Saerens prior-ratio adjustment of the raw vote scores: y' = argmax_v score(v) * prior(v) / share(v),
     where share(v) is how often the vote says v, so classes the teachers over-predict are damped. Only classes
     some teacher said can win; unknown stays unknown."""
-    label = result.label.copy()
+    est = estimate_priors(layout, result, calibrated)
+    label, changed = shift_labels(layout, result, est, enabled)
+    return PriorShift(label, est.priors, est.vote_shares, changed, est.iterations)
+
+
+def estimate_priors(layout: Layout, result: VoteResult, calibrated: np.ndarray) -> Priors:
+    """The EM priors and vote shares of `prior_shift`, per single-label attribute."""
     priors: dict[str, list[float]] = {}
     shares: dict[str, list[float]] = {}
-    changed: dict[str, int] = {}
     iters: dict[str, int] = {}
+    ratio: dict[str, np.ndarray] = {}
     for ai in layout.single_idx:  # one vectorised EM per attribute (their class sets differ)
         name = layout.attributes[ai]
         n_cls = int(layout.offsets[ai + 1] - layout.offsets[ai])
@@ -169,22 +186,37 @@ def prior_shift(layout: Layout, result: VoteResult, calibrated: np.ndarray, enab
         if not ok.any():
             priors[name] = [1.0 / n_cls] * n_cls
             shares[name] = [0.0] * n_cls
-            changed[name], iters[name] = 0, 0
+            iters[name] = 0
             continue
         y, q = lab[ok], np.clip(calibrated[ok, ai], 1e-6, 1 - 1e-6)
         share = (np.bincount(y, minlength=n_cls) + 1.0) / (len(y) + n_cls)
         prior, it = _soft_vote_em(y, q, n_cls, share)
-        new = lab.copy()
-        if enabled:
-            s = result.scores[ok, layout.offsets[ai]:layout.offsets[ai + 1]]
-            adj = np.where(s > 0, s * (prior / share)[None, :], -1.0)
-            new[ok] = np.argmax(adj, axis=1)
-        label[:, ai] = new
+        ratio[name] = prior / share
         priors[name] = [round(float(p), 6) for p in prior]
         shares[name] = [round(float(p), 6) for p in np.bincount(y, minlength=n_cls) / len(y)]
-        changed[name] = int((new != lab).sum())
         iters[name] = it
-    return PriorShift(label, priors, shares, changed, iters)
+    return Priors(priors, shares, iters, ratio)
+
+
+def shift_labels(layout: Layout, result: VoteResult, est: Priors,
+                 enabled: bool = True) -> tuple[np.ndarray, dict[str, int]]:
+    """Re-decide the single-label votes of `result` (any users) under priors estimated on some users."""
+    label = result.label.copy()
+    changed: dict[str, int] = {}
+    for ai in layout.single_idx:
+        name = layout.attributes[ai]
+        lab = result.label[:, ai]
+        ok = lab >= 0
+        if not (enabled and name in est.ratio and ok.any()):
+            changed[name] = 0
+            continue
+        s = result.scores[ok, layout.offsets[ai]:layout.offsets[ai + 1]]
+        adj = np.where(s > 0, s * est.ratio[name][None, :], -1.0)
+        new = lab.copy()
+        new[ok] = np.argmax(adj, axis=1)
+        label[:, ai] = new
+        changed[name] = int((new != lab).sum())
+    return label, changed
 
 
 def _soft_vote_em(y: np.ndarray, q: np.ndarray, n_cls: int, init: np.ndarray, tol: float = 1e-8,

@@ -36,7 +36,7 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray, scope: str, sample_weight: np.nda
     if len(x) < 2 or np.ptp(x) == 0:
         return IsoMap([], [], int(len(x)), "identity")
     w = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    ux, inv = np.unique(np.round(np.asarray(x, dtype=np.float64), 6), return_inverse=True)
+    ux, inv = _distinct(np.asarray(x, dtype=np.float64))
     wsum = np.bincount(inv, weights=w, minlength=len(ux))
     ok = wsum > 0
     ymean = np.bincount(inv, weights=w * np.asarray(y, dtype=np.float64), minlength=len(ux))[ok] / wsum[ok]
@@ -44,6 +44,22 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray, scope: str, sample_weight: np.nda
     iso.fit(ux[ok], ymean, sample_weight=wsum[ok])
     return IsoMap([round(float(v), 6) for v in iso.X_thresholds_], [round(float(v), 6) for v in iso.y_thresholds_],
                   int(len(x)), scope)
+
+
+_GRID = 10**6  # confidences are pooled at 6 decimals
+
+
+def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(np.round(x, 6), return_inverse=True)` without sorting millions of points: values in
+    [0, 1] (vote confidences) are binned on the 1e-6 grid (the same rounding: rint(x * 1e6) / 1e6)."""
+    q = np.rint(x * _GRID)
+    if len(q) == 0 or q.min() < 0 or q.max() > _GRID:
+        return np.unique(np.round(x, 6), return_inverse=True)
+    qi = q.astype(np.int64)
+    present = np.flatnonzero(np.bincount(qi, minlength=_GRID + 1))
+    pos = np.zeros(_GRID + 1, dtype=np.int64)
+    pos[present] = np.arange(len(present))
+    return present.astype(np.float64) / _GRID, pos[qi]
 
 
 @dataclass

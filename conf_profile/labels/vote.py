@@ -45,49 +45,56 @@ def answer_weights(b: Ballots, method: Method) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vote(b: Ballots, method: Method = "weighted", threshold: float = 0.5, unknown_weight: float = 1.0,
-         rows: np.ndarray | None = None) -> VoteResult:
+         rows: np.ndarray | None = None, count_voters: bool = True) -> VoteResult:
     """Vote over the answer rows selected by `rows` (a boolean mask; default all), e.g. all teachers but one.
-    Deselected rows get weight 0 instead of being copied out, so LOTO's votes reuse the cached bin indices."""
+    Deselected rows get weight 0 instead of being copied out, so LOTO's votes reuse the cached bin indices.
+    `count_voters` False leaves `n_voters` None (LOTO does not need it)."""
     lay = b.layout
     n_users, n_attrs, n_cols, ns = b.n_users, lay.n_attrs, lay.n_cols, lay.n_single_cols
     wc, tie_conf = answer_weights(b, method)
-    on = np.ones(len(b.u), dtype=bool) if rows is None else rows
-    voter = on & ~b.abstain
+    voter = ~b.abstain if rows is None else rows & ~b.abstain
     w_vote = np.where(voter, wc, 0.0)
 
-    # Scores of every (user, class column): single-label answers, then each label of multi-label answers.
+    # Scores of every (class column, user), column-major: single-label answers, then each label of
+    # multi-label answers. `scores` is its (U, n_cols) transposed view.
     cell = b.index("cell")  # abstainers and multi-label rows fall into the spare last bin
-    scores = np.bincount(cell, weights=w_vote, minlength=n_users * n_cols + 1)[:-1]
+    scores_t = np.bincount(cell, weights=w_vote, minlength=n_users * n_cols + 1)[:-1]
     if len(b.pair_row):
-        scores += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
-    scores = scores.reshape(n_users, n_cols)
+        scores_t += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
+    scores_t = scores_t.reshape(n_cols, n_users)
+    scores = scores_t.T
 
     group = b.index("group")
     denom = np.bincount(group, weights=w_vote, minlength=n_users * n_attrs)
+    del w_vote
     if unknown_weight:
-        w_abst = np.where(on & b.abstain, wc, 0.0)
+        w_abst = np.where(b.abstain if rows is None else rows & b.abstain, wc, 0.0)
         denom = denom + unknown_weight * np.bincount(group, weights=w_abst, minlength=n_users * n_attrs)
+        del w_abst
     denom = denom.reshape(n_users, n_attrs)
-    n_voters = np.bincount(group, weights=voter, minlength=n_users * n_attrs).reshape(n_users, n_attrs)
-    n_voters = n_voters.astype(np.int64)
+    n_voters = None
+    if count_voters:
+        n_voters = np.bincount(group[voter], minlength=n_users * n_attrs).reshape(n_users, n_attrs)
+        n_voters = n_voters.astype(np.int64)
 
     label = np.zeros((n_users, n_attrs), dtype=np.int64)
     conf = np.zeros((n_users, n_attrs), dtype=np.float64)
     si, mi = lay.single_idx, lay.multi_idx
     if len(si):
-        def maxc_for(users: np.ndarray) -> np.ndarray:
-            """Max confidence per (user, column) for the tie rule, only for `users` (rows with a tie);
-            -1 marks cells nobody voted for."""
+        def maxc_for(tied: np.ndarray) -> np.ndarray:
+            """Max confidence per (user, column) for the tie rule, only in the tied (user, attribute) cells
+            of `tied` (U, A); -1 marks cells nobody voted for (or not computed)."""
+            users = np.flatnonzero(tied.any(axis=1))
             pos = np.full(n_users, -1, dtype=np.int64)
             pos[users] = np.arange(len(users))
-            sel = voter & (b.col >= 0) & (pos[b.u] >= 0)
+            sel = np.flatnonzero(tied.reshape(-1)[group] & voter & (b.col >= 0))
             maxc = np.full(len(users) * n_cols, -1.0)
             np.maximum.at(maxc, pos[b.u[sel]] * n_cols + b.col[sel], tie_conf[sel])
             return maxc.reshape(len(users), n_cols)[:, :ns]
 
         # plain majority has no confidences: a tie on votes is a tie, unknown
-        ls, cs = _decide_single(scores[:, :ns], lay.offsets[si], denom[:, si],
-                                None if method == "majority" else maxc_for)
+        ls, cs = _decide_single(scores_t[:ns], lay.offsets[si], denom[:, si],
+                                None if method == "majority" else maxc_for, n_attrs, si)
         label[:, si], conf[:, si] = ls, cs
     if len(mi):
         lm = _decide_multi(scores[:, ns:], denom, lay.col_attr[ns:], lay.col_class[ns:],
@@ -101,26 +108,37 @@ def vote(b: Ballots, method: Method = "weighted", threshold: float = 0.5, unknow
     return VoteResult(label=label, confidence=conf, n_voters=n_voters, scores=scores, denom=denom)
 
 
-def _decide_single(scores: np.ndarray, offs: np.ndarray, denom: np.ndarray,
-                   maxc_for: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Segmented argmax (one segment of columns per attribute). A class needs a positive score to win.
-    Most users have a unique maximum; only the rows with a near-tie (within 1e-7) go through the exact tie
-    rule, which needs the per-cell max confidence (computed for those rows only; `maxc_for` None: a tie is
-    unknown)."""
-    width = scores.shape[1]
-    sizes = np.diff(np.append(offs, width))
-    best = np.maximum.reduceat(scores, offs, axis=1)
-    near = scores >= np.repeat(best, sizes, axis=1) - _TIE_EPS
-    n_near = np.add.reduceat(near, offs, axis=1, dtype=np.int32)
-    first = np.minimum.reduceat(np.where(near, np.arange(width), width), offs, axis=1)
-    voted = best > 0
-    label = np.where(voted & (n_near == 1), first - offs[None, :], -1)
-    tied = np.flatnonzero((voted & (n_near > 1)).any(axis=1))
-    if len(tied) and maxc_for is not None:
-        exact = _tie_rule(scores[tied], maxc_for(tied), offs)
-        label[tied] = np.where(voted[tied], exact, -1)
-    col = np.where(label >= 0, label + offs[None, :], offs[None, :])
-    win = np.take_along_axis(scores, col, axis=1)
+def _decide_single(scores_t: np.ndarray, offs: np.ndarray, denom: np.ndarray,
+                   maxc_for: Callable[[np.ndarray], np.ndarray] | None, n_attrs: int,
+                   attr_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segmented argmax over the column-major (n_single_cols, U) scores, one contiguous block of rows per
+    attribute. A class needs a positive score to win. Most users have a unique maximum; only the cells
+    with a near-tie (within 1e-7) go through the exact tie rule, which needs the per-cell max confidence
+    (computed for those cells only; `maxc_for` None: a tie is unknown)."""
+    width, n_users = scores_t.shape
+    ends = np.append(offs[1:], width)
+    label = np.empty((n_users, len(offs)), dtype=np.int64)
+    win = np.empty((n_users, len(offs)), dtype=np.float64)
+    tied = np.zeros((n_users, len(offs)), dtype=bool)
+    for j, (o, e) in enumerate(zip(offs.tolist(), ends.tolist(), strict=True)):
+        s = scores_t[o:e]
+        best = s.max(axis=0)
+        near = s >= best - _TIE_EPS
+        one = near.sum(axis=0, dtype=np.int32) == 1
+        voted = best > 0
+        label[:, j] = np.where(voted & one, near.argmax(axis=0), -1)
+        win[:, j] = best
+        tied[:, j] = voted & ~one
+    if tied.any() and maxc_for is not None:
+        cells = np.zeros((n_users, n_attrs), dtype=bool)
+        cells[:, attr_idx] = tied
+        rows = np.flatnonzero(tied.any(axis=1))
+        exact = _tie_rule(scores_t[:, rows].T, maxc_for(cells), offs)
+        sub = label[rows]
+        sub[tied[rows]] = exact[tied[rows]]
+        label[rows] = sub
+        r, j = np.nonzero(tied & (label >= 0))
+        win[r, j] = scores_t[offs[j] + label[r, j], r]
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.where((label >= 0) & (denom > 0), win / denom, 0.0)
     return label, conf
