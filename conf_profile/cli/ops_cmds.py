@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from conf_profile.cli import Result, settings_from_args
 from conf_profile.cli.data_cmds import add_interval_arg
 from conf_profile.errors import ConfProfileError
+from conf_profile.secrets import redact_url
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "conf_profile_refresh"
@@ -380,7 +382,7 @@ def _run_result(settings, lake, interval, statuses: dict, printer: _Printer, ext
                   f" (champion: v{p['champion']})" if p.get("champion") else
                   f"Promotion: {p['model_name']} v{p['model_version']} -> {p['decision']} (no champion)"]
         lines += [f"  - {r}" for r in p.get("reasons", [])]
-    uri = settings.mlflow_tracking_uri
+    uri = redact_url(settings.mlflow_tracking_uri)
     mlflow_cmd = (f"open {uri}" if uri.startswith("http") else
                   f"mlflow ui --backend-store-uri {uri} --port 5000   # then http://127.0.0.1:5000")
     env = airflow_env(settings)
@@ -410,7 +412,7 @@ def cmd_registry_list(args: argparse.Namespace) -> Result:
     versions = models.list_versions(tr.client, name, args.limit)
     hist = promotion.history(tr.client, name) if versions else []
     head = f"{'ver':>4} {'aliases':<21} {'interval':<23} {'F1':>6} {'ECE':>6}  decision"
-    lines = [f"{name} at {tr.tracking_uri}", head, "-" * len(head)]
+    lines = [f"{name} at {redact_url(tr.tracking_uri)}", head, "-" * len(head)]
     for v in versions:
         f1 = f"{float(v['f1']):.1f}" if v["f1"] else "-"
         ece = f"{float(v['ece']):.3f}" if v["ece"] not in (None, "None") else "-"
@@ -468,11 +470,11 @@ def cmd_doctor(args: argparse.Namespace) -> Result:
 
 
 def _check_lake(settings) -> dict:
-    uri = settings.lake_uri
+    uri = redact_url(settings.lake_uri)
     if uri.startswith(("s3://", "s3a://", "minio://")):
         from conf_profile.storage import health_check
 
-        h = health_check(uri, settings.s3)
+        h = health_check(settings.lake_uri, settings.s3)
         if not h.get("reachable"):
             return {"ok": False, "detail": f"{uri}: object store unreachable ({h.get('error')}); check "
                     "CONF_PROFILE_S3__ENDPOINT_URL and the credentials"}
@@ -482,7 +484,7 @@ def _check_lake(settings) -> dict:
     try:
         from conf_profile.storage import Lake
 
-        lake = Lake.from_settings(settings)
+        lake = Lake.from_settings(settings)  # a named lake folder must exist; the embedded default is created
         probe = ".doctor-probe"
         lake.write_bytes(probe, b"ok")
         lake.delete(probe)
@@ -495,15 +497,20 @@ def _check_lake(settings) -> dict:
 def _check_mlflow(settings) -> dict:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    uri = redact_url(settings.mlflow_tracking_uri)
     try:
         from conf_profile.registry import tracking
 
         tr = tracking.configure(settings)
         tr.client.search_experiments(max_results=1)
-        return {"ok": True, "detail": f"{tr.tracking_uri} (experiment {settings.mlflow.experiment!r} "
+        return {"ok": True, "detail": f"{uri} (experiment {settings.mlflow.experiment!r} "
                 f"id {tr.experiment_id})"}
+    except ConfProfileError as exc:
+        return {"ok": False, "detail": str(exc)}
     except Exception as exc:  # noqa: BLE001 - reported as text
-        return {"ok": False, "detail": f"{settings.mlflow_tracking_uri}: {type(exc).__name__}: {str(exc)[:300]}"}
+        secret = urlsplit(settings.mlflow_tracking_uri).password
+        text = str(exc)[:300].replace(secret, "***") if secret else str(exc)[:300]
+        return {"ok": False, "detail": f"{uri}: {type(exc).__name__}: {text}"}
 
 
 def _check_airflow() -> dict:
