@@ -36,6 +36,12 @@ class Attribute(BaseModel):
             raise ValueError(f"attribute {self.name} lists a class twice")
         if UNKNOWN in self.classes:
             raise ValueError(f"attribute {self.name}: '{UNKNOWN}' is implicit, do not list it")
+        # Answers are lower-cased before matching (teachers/parse.py): a class with capitals or surrounding
+        # spaces could never match, so it is refused here rather than silently never predicted.
+        bad = [c for c in self.classes if c != c.strip().lower() or not c.strip()]
+        if bad:
+            raise ValueError(f"attribute {self.name}: class(es) {', '.join(repr(c) for c in bad)} must be lower-case "
+                             "without surrounding spaces (answers are lower-cased before matching)")
         return self
 
     @property

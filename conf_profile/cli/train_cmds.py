@@ -86,7 +86,7 @@ def cmd_sft(args: argparse.Namespace) -> Result:
     s = train_sft(lake, interval, settings, resume=not args.no_resume)
     resumed = f", resumed from {s['resumed_from']}" if s["resumed_from"] else ""
     text = (f"SFT {s['base']} on {s['train_users']:,} users of {interval}: {s['steps']} steps, {s['epochs']:g} epochs"
-            f"{resumed}; final loss {s['final_loss']:.3f}; {s['seconds']:.0f} s -> {s['path']}")
+            f"{resumed}; final loss {_loss(s['final_loss'])}; {s['seconds']:.0f} s -> {s['path']}")
     if s["dropped_too_long"]:
         text += f"\n  {s['dropped_too_long']} examples longer than train.sft.max_length were left out"
     return Result(s, text)
@@ -128,3 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> Result:
         smp = row["sampling"]
         text += f"\n  sampled T=1: avg@{smp['k']} F1 {smp['avg_f1']:.1f}, maj@{smp['k']} F1 {smp['maj_f1']:.1f}"
     return Result(s, text)
+
+
+def _loss(value: float | None) -> str:
+    """The final loss, or why there is none (a run shorter than the logging interval logs no loss)."""
+    return f"{value:.3f}" if value is not None else "not logged (fewer steps than the logging interval)"

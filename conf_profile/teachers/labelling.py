@@ -241,7 +241,8 @@ def label_interval(lake: Lake, interval: Interval, settings: Settings, teacher: 
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one shard's failure must not stop the others
-                    log.warning("teacher %s shard %d failed: %s", spec.name, shard, exc, exc_info=True)
+                    log.warning("teacher %s shard %d failed: %s", spec.name, shard, exc)
+                    log.debug("teacher %s shard %d traceback", spec.name, shard, exc_info=True)
                     stats["shards_failed"] += 1
                     summary["failed"].append({"teacher": spec.name, "shard": shard,
                                               "error": f"{type(exc).__name__}: {exc}"})
