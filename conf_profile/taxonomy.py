@@ -150,8 +150,13 @@ def _load(path: str) -> Taxonomy:
         raise TaxonomyError(f"Taxonomy file {p} does not exist.", "Point taxonomy_path at a YAML taxonomy file.")
     try:
         return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
-    except (yaml.YAMLError, ValidationError) as exc:
+    except yaml.YAMLError as exc:
         raise TaxonomyError(f"Taxonomy file {p} is invalid: {exc}", "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+    except ValidationError as exc:
+        why = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'top'}: {e['msg'].removeprefix('Value error, ')}"
+                        for e in exc.errors()[:5])
+        raise TaxonomyError(f"Taxonomy file {p} is invalid: {why}.",
+                            "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
 
 
 def write_schema(taxonomy: Taxonomy, path: str | Path) -> None:
