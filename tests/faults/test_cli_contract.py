@@ -121,15 +121,15 @@ def test_warnings_carry_no_traceback_without_debug(tmp_path):
 
 
 def test_dripping_teacher_server_is_cut_at_the_deadline():
-    from conf_profile.config import TeacherSpec
+    from conf_profile.config.teachers import teacher_spec
     from conf_profile.taxonomy import load_taxonomy
     from conf_profile.teachers.backends.openai_chat import OpenAITeacher
 
     tax = load_taxonomy()
-    spec = TeacherSpec(name="remote", backend="openai", model="m", samples=1, timeout_s=1.5, max_retries=0,
-                       base_url="http://unused")
     with FaultServer(tax, {"drip": ["drip"], "ok": ["ok"]}, drip_s=0.3, drip_bytes=8) as server:
-        teacher = OpenAITeacher(spec.model_copy(update={"base_url": server.base_url}), tax)
+        spec = teacher_spec(name="remote", backend="openai", model="m", samples=1, timeout_s=1.5, max_retries=0,
+                            base_url=server.base_url)
+        teacher = OpenAITeacher(spec, tax)
         t0 = time.perf_counter()
         table = teacher.label([("u1", "key: drip"), ("u2", "key: ok")])
         seconds = time.perf_counter() - t0
