@@ -31,7 +31,14 @@ class Interval:
                 f"Cannot read interval {text!r}.",
                 "Write it as START..END with ISO dates, END exclusive, e.g. 2026-11-16..2026-11-23, or 'latest'.",
             )
-        return cls(date.fromisoformat(m.group(1)), date.fromisoformat(m.group(2)))
+        try:
+            start, end = date.fromisoformat(m.group(1)), date.fromisoformat(m.group(2))
+        except ValueError as exc:  # 2026-02-30: the shape is right, the day does not exist
+            raise ConfProfileError(
+                f"Interval {text!r} names a date that does not exist ({exc}).",
+                "Write it as START..END with real ISO dates, END exclusive, e.g. 2026-11-16..2026-11-23.",
+            ) from None
+        return cls(start, end)
 
     @classmethod
     def week_starting(cls, start: date) -> Interval:

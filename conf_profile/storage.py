@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from conf_profile.config import S3Settings, Settings
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
+from conf_profile.secrets import redact_url
 
 MANIFEST = "_manifest.json"
 
@@ -45,11 +46,14 @@ class Lake:
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_settings(cls, settings: Settings) -> Lake:
-        return cls.open(settings.lake_uri, settings.s3)
+    def from_settings(cls, settings: Settings, create: bool | None = None) -> Lake:
+        """`create` None: create only the embedded default folder (<data_dir>/lake); a named lake must exist."""
+        return cls.open(settings.lake_uri, settings.s3, create=settings.lake is None if create is None else create)
 
     @classmethod
-    def open(cls, uri: str, s3: S3Settings | None = None) -> Lake:
+    def open(cls, uri: str, s3: S3Settings | None = None, create: bool = True) -> Lake:
+        """Open the lake and check that it is reachable (`check_reachable`); `create` makes a missing local
+        folder or bucket instead of refusing it."""
         parsed = urlparse(uri)
         if parsed.scheme in ("s3", "s3a", "minio"):
             s3 = s3 or S3Settings()
@@ -57,15 +61,17 @@ class Lake:
             root = (parsed.netloc + parsed.path).rstrip("/")
             if not parsed.netloc:
                 raise LakeError(f"Lake URI {uri!r} names no bucket.", "Write it as s3://bucket/prefix.")
-            return cls(uri=uri, fs=fs, root=root, s3=s3)
-        if parsed.scheme in ("", "file"):
+            lake = cls(uri=uri, fs=fs, root=root, s3=s3)
+        elif parsed.scheme in ("", "file"):
             path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser().resolve()
-            path.mkdir(parents=True, exist_ok=True)
-            return cls(uri=str(path), fs=pafs.LocalFileSystem(), root=str(path))
-        raise LakeError(
-            f"Unsupported lake URI scheme {parsed.scheme!r} in {uri!r}.",
-            "Use a local folder path or s3://bucket/prefix (MinIO via CONF_PROFILE_S3__ENDPOINT_URL).",
-        )
+            lake = cls(uri=str(path), fs=pafs.LocalFileSystem(), root=str(path))
+        else:
+            raise LakeError(
+                f"Unsupported lake URI scheme {parsed.scheme!r} in {uri!r}.",
+                "Use a local folder path or s3://bucket/prefix (MinIO via CONF_PROFILE_S3__ENDPOINT_URL).",
+            )
+        check_reachable(lake, create)
+        return lake
 
     @property
     def is_s3(self) -> bool:
@@ -282,7 +288,71 @@ def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
         kwargs["scheme"] = parsed.scheme or "http"
         kwargs["allow_bucket_creation"] = True
+    # Bounded: an endpoint that is down fails within seconds instead of the SDK's minutes of retries.
+    kwargs["connect_timeout"] = s3.connect_timeout_s
+    kwargs["request_timeout"] = s3.request_timeout_s
+    kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=s3.max_attempts)
     return pafs.S3FileSystem(**kwargs)
+
+
+def check_reachable(lake: Lake, create: bool = False) -> None:
+    """Fail early, in one paragraph naming the setting to fix, when the lake cannot be used: an object store
+    that is down or refuses the credentials, a bucket or local folder that does not exist (created instead
+    when `create`), a local path that cannot be a folder. One cheap request; the low-level error is wrapped."""
+    if not lake.is_s3:
+        path = Path(lake.root)
+        if path.is_dir():
+            return
+        if path.exists():
+            raise LakeError(f"The lake path {path} is a file, not a folder.",
+                            "Point --lake (or CONF_PROFILE_LAKE / the `lake` setting) at a folder.")
+        if not create:
+            raise LakeError(f"The lake folder {path} does not exist.",
+                            "Check --lake (or CONF_PROFILE_LAKE / the `lake` setting), or write data there first "
+                            f"with `conf-profile simulate --lake {path}`.")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LakeError(f"Cannot create the lake folder {path}: {exc.strerror or exc}.",
+                            "Point --lake (or CONF_PROFILE_LAKE / the `lake` setting) at a writable folder.") from None
+        return
+    s3 = lake.s3 or S3Settings()
+    bucket = lake.root.split("/", 1)[0]
+    where = s3.endpoint_url or "AWS S3"
+    try:
+        info = lake.fs.get_file_info(bucket)
+        if info.type == pafs.FileType.NotFound and create:
+            lake.fs.create_dir(bucket)
+            return
+    except OSError as exc:
+        text = str(exc)
+        if "NETWORK_CONNECTION" in text or "curlCode" in text or "Timeout" in text:
+            raise LakeError(f"The object store at {redact_url(where)} cannot be reached ({_aws_reason(text)}).",
+                            "Check CONF_PROFILE_S3__ENDPOINT_URL (s3.endpoint_url; AWS_ENDPOINT_URL) and that "
+                            "the store is running.") from None
+        if s3.access_key is None or s3.secret_key is None:
+            raise LakeError(f"The object store at {redact_url(where)} refused the request and no credentials "
+                            f"are set ({_aws_reason(text)}).",
+                            "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or CONF_PROFILE_S3__ACCESS_KEY / "
+                            "CONF_PROFILE_S3__SECRET_KEY) in the environment.") from None
+        if any(w in text for w in ("ACCESS_DENIED", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+            raise LakeError(f"The object store at {redact_url(where)} refused the credentials for bucket "
+                            f"{bucket!r} ({_aws_reason(text)}).",
+                            "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or CONF_PROFILE_S3__ACCESS_KEY / "
+                            "CONF_PROFILE_S3__SECRET_KEY) and the bucket policy.") from None
+        raise LakeError(f"The object store at {redact_url(where)} failed on bucket {bucket!r} "
+                        f"({_aws_reason(text)}).",
+                        "Check CONF_PROFILE_S3__ENDPOINT_URL, the credentials and the bucket.") from None
+    if info.type == pafs.FileType.NotFound:
+        raise LakeError(f"The bucket {bucket!r} does not exist at {redact_url(where)}.",
+                        f"Create it (e.g. `mc mb <alias>/{bucket}`), fix the bucket in --lake (CONF_PROFILE_LAKE), "
+                        f"or write data with `conf-profile simulate --lake {lake.uri}`, which creates it.")
+
+
+def _aws_reason(text: str) -> str:
+    """The useful part of a pyarrow/AWS SDK error: 'AWS Error X during Op: detail' without the preamble."""
+    i = text.find("AWS Error")
+    return (text[i:] if i >= 0 else text).strip().rstrip(".")[:300]
 
 
 def ensure_bucket(uri: str, s3: S3Settings) -> bool:

@@ -36,6 +36,12 @@ class Attribute(BaseModel):
             raise ValueError(f"attribute {self.name} lists a class twice")
         if UNKNOWN in self.classes:
             raise ValueError(f"attribute {self.name}: '{UNKNOWN}' is implicit, do not list it")
+        # Answers are lower-cased before matching (teachers/parse.py): a class with capitals or surrounding
+        # spaces could never match, so it is refused here rather than silently never predicted.
+        bad = [c for c in self.classes if c != c.strip().lower() or not c.strip()]
+        if bad:
+            raise ValueError(f"attribute {self.name}: class(es) {', '.join(repr(c) for c in bad)} must be lower-case "
+                             "without surrounding spaces (answers are lower-cased before matching)")
         return self
 
     @property
@@ -144,8 +150,13 @@ def _load(path: str) -> Taxonomy:
         raise TaxonomyError(f"Taxonomy file {p} does not exist.", "Point taxonomy_path at a YAML taxonomy file.")
     try:
         return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
-    except (yaml.YAMLError, ValidationError) as exc:
+    except yaml.YAMLError as exc:
         raise TaxonomyError(f"Taxonomy file {p} is invalid: {exc}", "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+    except ValidationError as exc:
+        why = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'top'}: {e['msg'].removeprefix('Value error, ')}"
+                        for e in exc.errors()[:5])
+        raise TaxonomyError(f"Taxonomy file {p} is invalid: {why}.",
+                            "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
 
 
 def write_schema(taxonomy: Taxonomy, path: str | Path) -> None:

@@ -3,7 +3,8 @@
 Each request's document carries `key: <name>`; `plans[name]` lists the behaviour of each successive
 attempt for that key (the last one repeats): ok, slow (sleep past the client timeout, then answer), 500,
 503, 429, 400, badjson (answer text that is not JSON), oot (out-of-taxonomy labels), envelope (HTTP 200
-with a broken body), drop (close the connection without a reply), short (fewer choices than asked).
+with a broken body), drop (close the connection without a reply), short (fewer choices than asked), drip (a
+good answer sent a few bytes every `drip_s`, so no single read times out but the whole reply is slow).
 The server records every request body and header and the number of attempts per key.
 """
 
@@ -32,10 +33,13 @@ def good_answer(taxonomy: Taxonomy, k: int = 0) -> dict[str, Any]:
 
 
 class FaultServer:
-    def __init__(self, taxonomy: Taxonomy, plans: dict[str, list[str]], slow_s: float = 1.0):
+    def __init__(self, taxonomy: Taxonomy, plans: dict[str, list[str]], slow_s: float = 1.0,
+                 drip_s: float = 0.2, drip_bytes: int = 16):
         self.taxonomy = taxonomy
         self.plans = plans
         self.slow_s = slow_s
+        self.drip_s = drip_s
+        self.drip_bytes = drip_bytes
         self.attempts: Counter[str] = Counter()
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
@@ -78,13 +82,20 @@ class FaultServer:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
 
-            def _send(self, code: int, payload: bytes, ctype: str = "application/json") -> None:
+            def _send(self, code: int, payload: bytes, ctype: str = "application/json", drip: bool = False) -> None:
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if not drip:
+                        self.wfile.write(payload)
+                        return
+                    self.wfile.flush()
+                    for i in range(0, len(payload), server.drip_bytes):
+                        time.sleep(server.drip_s)
+                        self.wfile.write(payload[i:i + server.drip_bytes])
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout): nothing to do
 
@@ -135,6 +146,6 @@ class FaultServer:
                     "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
                                 for i, c in enumerate(contents)],
                 }
-                self._send(200, json.dumps(payload).encode())
+                self._send(200, json.dumps(payload).encode(), drip=what == "drip")
 
         return Handler

@@ -48,6 +48,17 @@ class Result:
 Handler = Callable[[argparse.Namespace], Result]
 
 
+class UsageError(ConfProfileError):
+    """A command line argparse refuses (unknown option, bad value); exit 2 like argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (main() prints it: as one JSON object too with --json)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+
+
 def common_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
@@ -59,7 +70,7 @@ def common_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="conf-profile",
         description=(
             "Label-free user profiling, refreshed weekly: simulate or read platform logs, validate them, build "
@@ -101,12 +112,46 @@ def _format_error(exc: BaseException) -> str:
             f"Unexpected error: {type(exc).__name__}: {exc}. This is likely a bug in conf-profile; "
             "rerun with --debug for the traceback and report it."
         )
-    return "\n".join(textwrap.wrap("error: " + text, width=100)) if len(text) < 2000 else "error: " + text
+    # No breaks at hyphens or inside long words: commands and paths in the fix must stay copy-pasteable.
+    lines = textwrap.wrap("error: " + text, width=100, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines) if len(text) < 2000 else "error: " + text
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that goes away (`conf-profile ... | head`) ends it quietly, as the Python
+    docs recommend for SIGPIPE: stdout is pointed at /dev/null so the final flush cannot raise again."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        if not _stdout_broken():
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _stdout_broken() -> bool:
+    """Whether our stdout is a pipe whose reader has gone (not a BrokenPipeError from some socket)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows) or no real stdout: assume ours
+        return True
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if "--json" in argv:
+            print(json.dumps({"ok": False, "error": "UsageError", "message": str(exc)}))
+        print(_format_error(exc), file=sys.stderr)
+        return exc.exit_code
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0
@@ -120,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Result = args.handler(args)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the CLI contract: one readable paragraph
+        if isinstance(exc, BrokenPipeError) and _stdout_broken():
+            raise  # the reader of our stdout went away: main() ends quietly
         if debug:
             traceback.print_exc()
         code = getattr(exc, "exit_code", 1) if isinstance(exc, ConfProfileError) else 1

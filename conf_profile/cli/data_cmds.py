@@ -57,7 +57,7 @@ def cmd_simulate(args: argparse.Namespace) -> Result:
     settings = settings_from_args(args)
     sim = settings.simulate.model_copy(update={k: v for k, v in {
         "users": args.users, "weeks": args.weeks, "start": args.start, "seed": args.seed}.items() if v is not None})
-    lake = Lake.from_settings(settings)
+    lake = Lake.from_settings(settings, create=True)  # its job: a new lake (folder or bucket)
     summary = simulate(lake, sim)
     text = (
         f"Simulated {summary['users']} users x {summary['weeks']} week(s) from {summary['start']} "

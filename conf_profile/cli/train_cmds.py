@@ -126,5 +126,6 @@ def cmd_evaluate(args: argparse.Namespace) -> Result:
     return Result(s, text)
 
 
-def _loss(value) -> str:
-    return "n/a (fewer steps than the logging interval)" if value is None else f"{value:.3f}"
+def _loss(value: float | None) -> str:
+    """The final loss, or why there is none (a run shorter than the logging interval logs no loss)."""
+    return f"{value:.3f}" if value is not None else "not logged (fewer steps than the logging interval)"

@@ -50,7 +50,6 @@ __all__ = [
     "ValidationSettings",
 ]
 
-_SECRET_KEYS = {"access_key", "secret_key", "aws_access_key_id", "aws_secret_access_key", "password", "api_key"}
 
 
 class Settings(BaseSettings):
@@ -135,17 +134,15 @@ def _read_file(p: Path) -> dict[str, Any]:
     if leaked:
         raise ConfigError(
             f"Config file {p} holds credentials ({', '.join(leaked)}).",
-            "Remove them from the file and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment.",
+            "Remove them from the file and set them in the environment: AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY (object store), OPENAI_API_KEY (teachers), MLFLOW_TRACKING_USERNAME / "
+            "MLFLOW_TRACKING_PASSWORD (MLflow; or the whole URI in CONF_PROFILE_MLFLOW__TRACKING_URI).",
         )
     return data
 
 
 def _find_secret_keys(data: Any, prefix: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(data, dict):
-        for k, v in data.items():
-            name = f"{prefix}.{k}" if prefix else str(k)
-            if str(k).lower() in _SECRET_KEYS and v not in (None, ""):
-                found.append(name)
-            found.extend(_find_secret_keys(v, name))
-    return found
+    """Where the file holds credentials (keys anywhere, lists included, and URL userinfo); paths only."""
+    from conf_profile.secrets import find_secrets
+
+    return find_secrets(data, prefix)

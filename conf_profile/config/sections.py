@@ -25,23 +25,27 @@ class S3Settings(Strict):
     region: str = "us-east-1"
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
+    # Bounded so that a store that is down fails within seconds (pyarrow S3FileSystem timeouts and retries).
+    connect_timeout_s: float = Field(3.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)  # attempts per request, the first included
 
 
 class SimulateSettings(Strict):
-    users: int = 6000  # enough distillation data for the CPU student in one `make run` (docs/training.md)
-    weeks: int = 2
+    users: int = Field(6000, ge=0)  # enough distillation data for the CPU student in one `make run` (docs/training.md)
+    weeks: int = Field(2, ge=1)
     start: date | None = None  # None: the Monday four weeks before today
     seed: int = 7
-    pii_rate: float = 0.05
-    injection_rate: float = 0.02
-    duplicate_rate: float = 0.01
-    null_rate: float = 0.002
-    out_of_range_rate: float = 0.001
-    long_text_rate: float = 0.005
-    disclosure_rate: float = 0.02
-    sparse_user_rate: float = 0.15
-    churn_rate: float = 0.05
-    new_user_rate: float = 0.05
+    pii_rate: float = Field(0.05, ge=0, le=1)
+    injection_rate: float = Field(0.02, ge=0, le=1)
+    duplicate_rate: float = Field(0.01, ge=0, le=1)
+    null_rate: float = Field(0.002, ge=0, le=1)
+    out_of_range_rate: float = Field(0.001, ge=0, le=1)
+    long_text_rate: float = Field(0.005, ge=0, le=1)
+    disclosure_rate: float = Field(0.02, ge=0, le=1)
+    sparse_user_rate: float = Field(0.15, ge=0, le=1)
+    churn_rate: float = Field(0.05, ge=0, le=1)
+    new_user_rate: float = Field(0.05, ge=0, le=1)
     # Activity (means per active user and week; per-user rates are heavy-tailed around them).
     watch_per_user: float = Field(100.0, gt=0)
     searches_per_user: float = Field(12.0, ge=0)
@@ -56,11 +60,11 @@ class SimulateSettings(Strict):
 
 
 class ValidationSettings(Strict):
-    ts_skew_hours: float = 2.0  # events this far outside the interval are tolerated (late clocks)
+    ts_skew_hours: float = Field(2.0, ge=0)  # events this far outside the interval are tolerated (late clocks)
     min_rows: dict[str, int] = Field(
         default_factory=lambda: {"watch_events": 100, "searches": 1, "comments": 1, "purchases": 0, "profiles": 1}
     )
-    max_text_chars: int = 2000
+    max_text_chars: int = Field(2000, gt=0)
     # Optional plausible maxima per numeric raw column (e.g. {"price": 100000}); above them a row is quarantined
     # (critical, with the tolerance below). None by default: no bound fits every platform.
     max_values: dict[str, float] = Field(default_factory=dict)
@@ -75,7 +79,7 @@ class DocumentSettings(Strict):
     max_searches: int = Field(8, ge=0)
     max_comments: int = Field(4, ge=0)
     max_purchases: int = Field(5, ge=0)
-    max_text_chars: int = 200  # each nickname/bio/title/query/comment is cut here, so one item cannot eat the budget
+    max_text_chars: int = Field(200, gt=0)  # each nickname/bio/title/query/comment is cut here, so one item cannot eat the budget
     # declared_gender: canonical value -> accepted spellings (compared lower-cased, spaces and "-" as "_");
     # any other value is left out of the document and counted (`declared_gender_dropped`), never copied.
     gender_values: dict[str, list[str]] = Field(default_factory=lambda: {
@@ -93,14 +97,14 @@ class LabelSettings(Strict):
     teachers: list[TeacherSpec] = Field(default_factory=default_teachers)
     multilabel_threshold: float = Field(0.5, gt=0, le=1)
     class_cap_factor: float = Field(1.5, ge=1)
-    gold_dev_users: int = 0  # >0: calibrate on this many gold users instead of leave-one-teacher-out
+    gold_dev_users: int = Field(0, ge=0)  # >0: calibrate on this many gold users instead of leave-one-teacher-out
     include_rationale: bool = False
     # Voting and calibration choices (docs/labels.md says why, with the measurements behind the defaults).
-    unknown_weight: float = 1.0  # share of an "unknown" answer's w*c that enters the vote-confidence denominator
+    unknown_weight: float = Field(1.0, ge=0, le=1)  # share of an "unknown" answer's w*c that enters the vote-confidence denominator
     calibration_per_attribute: bool = True  # one isotonic map per attribute (pooled map as fallback)
-    calibration_min_points: int = 200  # attributes with fewer calibration points use the pooled map
+    calibration_min_points: int = Field(200, ge=1)  # attributes with fewer calibration points use the pooled map
     prior_shift: bool = False  # re-decide single-label votes under the EM priors (measured: no gain; labels.md)
-    loto_redundancy: float = 0.9  # (teacher, attribute) agreeing this often with the others is left out of LOTO
+    loto_redundancy: float = Field(0.9, ge=0, le=1)  # (teacher, attribute) agreeing this often with the others is left out of LOTO
     reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
     # LOTO, maps, reliability and priors are fitted on at most this many users (hash-chosen; bounds memory)
     calibration_sample_users: int = Field(200_000, ge=1)
@@ -191,8 +195,8 @@ class ComputeSettings(Strict):
 
 class PromotionSettings(Strict):
     f1_margin: float = 0.5  # points
-    ece_limit: float = 0.10
-    attribute_drop_tolerance: float = 3.0  # points
+    ece_limit: float = Field(0.10, ge=0, le=1)
+    attribute_drop_tolerance: float = Field(3.0, ge=0)  # points
 
 
 class MlflowSettings(Strict):
@@ -202,3 +206,7 @@ class MlflowSettings(Strict):
     model_name: str = "conf-profile-student"
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     ui_url: str | None = None  # MLflow UI base for Airflow links; None: tracking_uri when http(s), else local
+    # Bounded HTTP to a tracking server (MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES unless set in the env), so a
+    # server that is down fails within seconds instead of MLflow's minutes of retries.
+    http_timeout_s: float = Field(10.0, gt=0)
+    http_max_retries: int = Field(2, ge=0)

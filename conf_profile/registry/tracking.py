@@ -63,6 +63,7 @@ def configure(settings: Settings) -> Tracking:
     from mlflow import MlflowClient
 
     uri = settings.mlflow_tracking_uri
+    preflight(settings)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -86,6 +87,35 @@ def configure(settings: Settings) -> Tracking:
     else:
         exp_id = exp.experiment_id
     return Tracking(client, exp_id, settings)
+
+
+def preflight(settings: Settings) -> None:
+    """Bound MLflow's HTTP (timeout and retries from mlflow.http_*, unless MLFLOW_HTTP_REQUEST_* are set) and,
+    for a tracking server, check in one short TCP connect that it listens: a server that is down then fails
+    within seconds in one paragraph instead of minutes of retries and a traceback-style message."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from conf_profile.errors import ConfigError
+    from conf_profile.secrets import redact_url
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, settings.mlflow.http_timeout_s))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow.http_max_retries))
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=min(5.0, settings.mlflow.http_timeout_s)):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(
+            f"The MLflow tracking server at {redact_url(uri)} cannot be reached ({reason}).",
+            "Start it, or fix mlflow.tracking_uri (CONF_PROFILE_MLFLOW__TRACKING_URI); unset it to use the "
+            "embedded SQLite store under data_dir.",
+        ) from None
 
 
 def find_parent(tr: Tracking, dag_run_id: str) -> str | None:

@@ -2,7 +2,7 @@
 
 Why these mechanics: a week of users means many thousands of requests against a server that will sometimes
 be slow or restart. Concurrency is bounded (`max_concurrency` workers share one HTTP/1.1 connection pool);
-timeouts, connection errors, 429 and 5xx are retried `max_retries` times with exponential backoff and
+timeouts (`timeout_s`: a total deadline per attempt), connection errors, 429 and 5xx are retried `max_retries` times with exponential backoff and
 jitter (half fixed, half random, so a restarted server is not hit by a synchronized wave); a request that
 still fails becomes error rows for its user ("timeout after 3 retries"), and the batch goes on. Answers are constrained with
 `response_format` = the taxonomy's JSON schema and still go through the shared parser, because not every
@@ -126,9 +126,11 @@ class OpenAITeacher(LLMTeacher):
         return f"{last.kind} after {retries} retries{detail}"
 
     async def _request(self, client: httpx.AsyncClient, body: dict[str, Any]) -> list[str]:
+        # httpx's timeout bounds each read, not the request: a server that drips its reply byte by byte
+        # would hold it for ever. `timeout_s` is a total deadline per attempt.
         try:
-            resp = await client.post(self.url, json=body)
-        except httpx.TimeoutException:
+            resp = await asyncio.wait_for(client.post(self.url, json=body), timeout=self.spec.timeout_s)
+        except (TimeoutError, httpx.TimeoutException):
             raise _Retryable("timeout") from None
         except httpx.TransportError as exc:
             raise _Retryable("connection error", type(exc).__name__) from None
