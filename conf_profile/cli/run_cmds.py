@@ -19,6 +19,7 @@ from typing import Any
 from conf_profile.cli import Result, settings_from_args
 from conf_profile.cli.data_cmds import add_interval_arg
 from conf_profile.errors import ConfProfileError
+from conf_profile.secrets import redact_url
 from conf_profile.stages.registry import BY_NAME, REFRESH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,7 +330,7 @@ def _run_result(settings, lake, interval, statuses: dict, printer: _Printer, ext
                   f" (champion: v{p['champion']})" if p.get("champion") else
                   f"Promotion: {p['model_name']} v{p['model_version']} -> {p['decision']} (no champion)"]
         lines += [f"  - {r}" for r in p.get("reasons", [])]
-    uri = settings.mlflow_tracking_uri
+    uri = redact_url(settings.mlflow_tracking_uri)
     mlflow_cmd = (f"open {uri}" if uri.startswith("http") else
                   f"mlflow ui --backend-store-uri {uri} --port 5000   # then http://127.0.0.1:5000")
     env = airflow_env(settings)
