@@ -4,6 +4,8 @@ Imported at DAG parse time: keep it light (no pipeline, MLflow, torch or pyarrow
 - `run_stage` calls a pipeline function with the run's data interval, run id and Params, and maps errors to
   Airflow's vocabulary: a skipped or unavailable stage -> skip; bad data / bad configuration -> fail without
   retry; anything else -> an ordinary failure (retried where the task has retries).
+- `take_run_lock` is the poke of the refresh DAG's first task (`exclusive`): one run works at a time,
+  backfills included (max_active_runs counts backfill runs apart, D12; docs/orchestration.md, "Concurrency").
 - `training_pod` builds the KubernetesPodOperator of one training stage (kubernetes compute mode).
 """
 
@@ -24,6 +26,8 @@ VALIDATED_WEEK = "conf-profile://validated-week"
 REGISTERED_MODEL = "conf-profile://registered-model"
 _STAGE_OF = {"extract_validate": "validate", "build_documents": "documents", "plan_label_shards": "label",
              "label_shard": "label", "record_training": "train"}
+REFRESH_LOCK = "conf_profile_refresh.lock"  # Airflow Variable: run id of the refresh run that holds the lock
+LOCK_POKE_S = 20  # the gate's poke interval (reschedule mode: no worker slot is held while waiting)
 PARAM_KEYS = ("teachers", "shards", "student", "sft_epochs", "rl_steps", "stop_after", "force_promote")
 
 
@@ -82,6 +86,34 @@ def run_stage(name: str, *, with_interval: bool = True, **kwargs: Any) -> Any:
     except Exception as exc:
         pipeline._emit(stage, "failed", {"error": f"{type(exc).__name__}: {exc}"})
         raise
+
+
+def take_run_lock() -> bool:
+    """Take the refresh DAG's run lock for this run, or say to wait (the `exclusive` sensor's poke).
+
+    Airflow counts `max_active_runs` per backfill and separately for scheduled + manual runs, so a backfill week
+    would train while the scheduled week does. The lock is an Airflow Variable naming the holder's run id; it is
+    free when unset or when the holder's run is no longer running (finished, failed, marked, deleted: nothing
+    to release, no stale lock). Pokes run in the 1-slot promote pool, so two of them never read-and-set at once.
+    """
+    from airflow.sdk import Variable, get_current_context
+
+    context = get_current_context()
+    me, ti = context["run_id"], context["ti"]
+    holder = Variable.get(REFRESH_LOCK, default=None)
+    if holder and holder != me:
+        try:
+            state = ti.get_dagrun_state(ti.dag_id, holder)
+        except Exception:  # noqa: BLE001 - the holder's run is gone: the lock is free
+            state = None
+        if str(getattr(state, "value", state)) == "running":
+            import logging
+
+            logging.getLogger("conf_profile.airflow").info("waiting: run %s of %s holds the lock", holder, ti.dag_id)
+            return False
+    if holder != me:
+        Variable.set(REFRESH_LOCK, me, description="conf-profile: the refresh run that works now (see docs)")
+    return True
 
 
 def on_dag_failure(context: Any) -> None:

@@ -3,7 +3,7 @@
 
 One run = one Monday-aligned week (UTC), its data interval `START..END` (END exclusive):
 
-`extract_validate` → `documents` → `label` (mapped over teacher × shard) → `aggregate` → `train_sft` →
+`exclusive` (waits while another run works) → `extract_validate` → `documents` → `label` (mapped over teacher × shard) → `aggregate` → `train_sft` →
 `train_rl` → `evaluate` → `register` → `promote`
 
 Data moves through the lake by URI (`runs/<START>_<END>/...`); XComs are small summaries. Every task of a run
@@ -57,6 +57,12 @@ KUBERNETES = SETTINGS.compute.mode == "kubernetes"
     },
 )
 def conf_profile_refresh():
+    @task.sensor(task_id="exclusive", mode="reschedule", poke_interval=af.LOCK_POKE_S, retries=0,
+                 timeout=timedelta(days=6).total_seconds(), pool=SETTINGS.compute.promote_pool)
+    def exclusive():
+        """One refresh run works at a time, backfills included (docs/orchestration.md, "Concurrency")."""
+        return af.take_run_lock()
+
     @task(retries=0, outlets=[Asset(af.VALIDATED_WEEK)], execution_timeout=timedelta(hours=1))
     def extract_validate():
         return af.run_stage("extract_validate")
@@ -107,6 +113,7 @@ def conf_profile_refresh():
         return af.run_stage("promote", model_version=registered["model_version"])
 
     validated = extract_validate()
+    exclusive() >> validated
     docs = documents()
     plan = plan_label_shards()
     labels = label.expand_kwargs(plan)

@@ -59,15 +59,17 @@ def test_refresh_dag_wiring(bag):
     assert isinstance(tt, CronDataIntervalTimetable) and tt.expression == "0 0 * * 1"  # Monday, real interval
     assert str(getattr(tt.timezone, "name", tt.timezone)) == "UTC"
     t = dag.task_dict
-    order = ["extract_validate", "documents", "plan_label_shards", "label", "aggregate", "train_sft", "train_rl",
+    order = ["exclusive", "extract_validate", "documents", "plan_label_shards", "label", "aggregate", "train_sft", "train_rl",
              "evaluate", "register", "promote"]
     assert set(order) == set(t)
-    for a, b in [("extract_validate", "documents"), ("documents", "plan_label_shards"),
+    for a, b in [("exclusive", "extract_validate"), ("extract_validate", "documents"), ("documents", "plan_label_shards"),
                  ("plan_label_shards", "label"), ("label", "aggregate"), ("aggregate", "train_sft"),
                  ("train_sft", "train_rl"), ("train_rl", "evaluate"), ("train_sft", "evaluate"),
                  ("evaluate", "register"), ("register", "promote")]:
         assert a in t[b].upstream_task_ids, (a, b)
     assert t["extract_validate"].retries == 0  # bad data is not transient
+    gate = t["exclusive"]  # one run works at a time, backfills included (D12; tests/real_services/)
+    assert gate.mode == "reschedule" and gate.pool == "conf_profile_promote" and not gate.upstream_task_ids
     label = t["label"]
     assert type(label).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_label_shards
     assert label.partial_kwargs.get("retries", dag.default_args["retries"]) >= 1

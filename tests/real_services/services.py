@@ -154,7 +154,8 @@ class Stack:
         self.stop()
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = {**os.environ, **extra}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONF_PROFILE_")}  # settings: extra only
+        env.update(extra)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         return env
 
