@@ -11,6 +11,7 @@ Imported at DAG parse time: keep it light (no pipeline, MLflow, torch or pyarrow
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,8 @@ REGISTERED_MODEL = "conf-profile://registered-model"
 _STAGE_OF = {"extract_validate": "validate", "build_documents": "documents", "plan_label_shards": "label",
              "label_shard": "label", "record_training": "train"}
 REFRESH_LOCK = "conf_profile_refresh.lock"  # Airflow Variable: run id of the refresh run that holds the lock
-LOCK_POKE_S = 20  # the gate's poke interval (reschedule mode: no worker slot is held while waiting)
+# The gate's poke interval (reschedule mode: no worker slot is held while waiting); tests shorten it.
+LOCK_POKE_S = float(os.environ.get("CONF_PROFILE_REFRESH_LOCK_POKE_S", "20"))
 PARAM_KEYS = ("teachers", "shards", "student", "sft_epochs", "rl_steps", "stop_after", "force_promote")
 
 
