@@ -11,7 +11,6 @@ Imported at DAG parse time: keep it light (no pipeline, MLflow, torch or pyarrow
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +27,9 @@ REGISTERED_MODEL = "conf-profile://registered-model"
 _STAGE_OF = {"extract_validate": "validate", "build_documents": "documents", "plan_label_shards": "label",
              "label_shard": "label", "record_training": "train"}
 REFRESH_LOCK = "conf_profile_refresh.lock"  # Airflow Variable: run id of the refresh run that holds the lock
-# The gate's poke interval (reschedule mode: no worker slot is held while waiting); tests shorten it.
-LOCK_POKE_S = float(os.environ.get("CONF_PROFILE_REFRESH_LOCK_POKE_S", "20"))
+# The gate's poke interval (reschedule mode: no worker slot is held while waiting). Not much shorter: Airflow
+# 3.3.2 fails a rescheduled sensor re-queued before the executor reported its previous poke's exit.
+LOCK_POKE_S = 20
 PARAM_KEYS = ("teachers", "shards", "student", "sft_epochs", "rl_steps", "stop_after", "force_promote")
 
 

@@ -57,7 +57,8 @@ KUBERNETES = SETTINGS.compute.mode == "kubernetes"
     },
 )
 def conf_profile_refresh():
-    @task.sensor(task_id="exclusive", mode="reschedule", poke_interval=af.LOCK_POKE_S, retries=0,
+    @task.sensor(task_id="exclusive", mode="reschedule", poke_interval=af.LOCK_POKE_S, retries=2,
+                 retry_delay=timedelta(seconds=30),
                  timeout=timedelta(days=6).total_seconds(), pool=SETTINGS.compute.promote_pool)
     def exclusive():
         """One refresh run works at a time, backfills included (docs/orchestration.md, "Concurrency")."""

@@ -42,7 +42,7 @@ def real_stack(tmp_path_factory):
     stack = Stack(root=root)
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(_config(root, stack, weeks)))
-    stack.extra_env = {"CONF_PROFILE_CONFIG": str(cfg_path), "HF_HUB_OFFLINE": "1", "CONF_PROFILE_REFRESH_LOCK_POKE_S": "5",
+    stack.extra_env = {"CONF_PROFILE_CONFIG": str(cfg_path), "HF_HUB_OFFLINE": "1",
                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
     from conf_profile.config import Settings
