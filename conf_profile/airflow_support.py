@@ -7,6 +7,8 @@ registry is plain data).
   Airflow's vocabulary: skip -> AirflowSkipException, fail -> AirflowFailException (no retry), retry -> the
   error itself (retried where the task has retries).
 - `finish_run` (the refresh DAG's last task, trigger rule all_done) ends the run's MLflow parent run.
+- `take_run_lock` is the poke of the refresh DAG's first task (`exclusive`): one run works at a time,
+  backfills included (max_active_runs counts backfill runs apart, D12; docs/orchestration.md, "Concurrency").
 - `training_pod` builds the KubernetesPodOperator of one training stage (kubernetes compute mode).
 """
 
@@ -25,6 +27,11 @@ START_DATE = datetime(2026, 1, 5)  # a Monday; catchup is off, older weeks are e
 VALIDATED_WEEK = "conf-profile://validated-week"
 REGISTERED_MODEL = "conf-profile://registered-model"
 STAGES = registry.REFRESH
+GATE_TASK = "exclusive"  # the refresh DAG's first task: waits while another refresh run works
+REFRESH_LOCK = "conf_profile_refresh.lock"  # Airflow Variable: run id of the refresh run that holds the lock
+# The gate's poke interval (reschedule mode: no worker slot is held while waiting). Not much shorter: Airflow
+# 3.3.2 fails a rescheduled sensor re-queued before the executor reported its previous poke's exit.
+LOCK_POKE_S = 20
 
 
 def dag_settings() -> Settings:
@@ -95,6 +102,34 @@ def finish_run() -> dict:
     """The last task of a refresh run (trigger rule all_done): end the MLflow parent run — FAILED when a stage
     failed for good (the runner tags the parent run with the failed stage)."""
     return run_task("finish")
+
+
+def take_run_lock() -> bool:
+    """Take the refresh DAG's run lock for this run, or say to wait (the `exclusive` sensor's poke).
+
+    Airflow counts `max_active_runs` per backfill and separately for scheduled + manual runs, so a backfill week
+    would train while the scheduled week does. The lock is an Airflow Variable naming the holder's run id; it is
+    free when unset or when the holder's run is no longer running (finished, failed, marked, deleted: nothing
+    to release, no stale lock). Pokes run in the 1-slot promote pool, so two of them never read-and-set at once.
+    """
+    from airflow.sdk import Variable, get_current_context
+
+    context = get_current_context()
+    me, ti = context["run_id"], context["ti"]
+    holder = Variable.get(REFRESH_LOCK, default=None)
+    if holder and holder != me:
+        try:
+            state = ti.get_dagrun_state(ti.dag_id, holder)
+        except Exception:  # noqa: BLE001 - the holder's run is gone: the lock is free
+            state = None
+        if str(getattr(state, "value", state)) == "running":
+            import logging
+
+            logging.getLogger("conf_profile.airflow").info("waiting: run %s of %s holds the lock", holder, ti.dag_id)
+            return False
+    if holder != me:
+        Variable.set(REFRESH_LOCK, me, description="conf-profile: the refresh run that works now (see docs)")
+    return True
 
 
 def on_dag_failure(context: Any) -> None:

@@ -3,7 +3,8 @@
 
 One run = one Monday-aligned week (UTC), its data interval `START..END` (END exclusive):
 
-`extract_validate` → `documents` → `plan_label` → `label` (mapped over teacher × shard) → `label_done` →
+`exclusive` (waits while another refresh run works, backfills included) → `extract_validate` → `documents` →
+`plan_label` → `label` (mapped over teacher × shard) → `label_done` →
 `aggregate` → `train_sft` → `train_rl` → `evaluate` → `register` → `promote` → `finish_run`
 
 The stages, their task ids and what each reads and writes are listed once, in `conf_profile.stages.registry`;
@@ -46,6 +47,13 @@ T = {name: stage.task_id for name, stage in BY_NAME.items()}
     params=af.dag_params(SETTINGS),
 )
 def conf_profile_refresh():
+    @task.sensor(task_id=af.GATE_TASK, mode="reschedule", poke_interval=af.LOCK_POKE_S, retries=2,
+                 retry_delay=timedelta(seconds=30), timeout=timedelta(days=6).total_seconds(),
+                 pool=SETTINGS.compute.promote_pool)
+    def exclusive():
+        """One refresh run works at a time, backfills included (docs/orchestration.md, "Concurrency")."""
+        return af.take_run_lock()
+
     @task(task_id=T["validate"], retries=0, outlets=[Asset(af.VALIDATED_WEEK)], execution_timeout=timedelta(hours=1))
     def validate():
         return af.run_task("validate")
@@ -104,6 +112,7 @@ def conf_profile_refresh():
         return af.finish_run()
 
     validated, docs, plan = validate(), documents(), plan_label()
+    exclusive() >> validated
     labels, committed, agg = label.expand_kwargs(plan), label_done(), aggregate()
     validated >> docs >> plan
     labels >> committed >> agg

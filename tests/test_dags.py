@@ -64,12 +64,17 @@ def test_refresh_dag_wiring(bag):
     order = registry.refresh_task_ids()  # the registry is the one source of the stage list
     assert order == ["extract_validate", "documents", "plan_label", "label", "label_done", "aggregate", "train_sft",
                      "train_rl", "evaluate", "register", "promote", "finish_run"]
-    assert set(order) == set(t)
+    from conf_profile.airflow_support import GATE_TASK
+
+    assert {GATE_TASK, *order} == set(t)
+    order = [GATE_TASK, *order]
     for a, b in zip(order, order[1:], strict=False):
         assert a in t[b].upstream_task_ids, (a, b)
     assert "train_sft" in t["evaluate"].upstream_task_ids
     assert t["finish_run"].trigger_rule == "all_done" and t["label_done"].trigger_rule == "all_done"
     assert t["extract_validate"].retries == 0  # bad data is not transient
+    gate = t[GATE_TASK]  # one run works at a time, backfills included (D12; tests/real_services/)
+    assert gate.mode == "reschedule" and gate.pool == "conf_profile_promote" and not gate.upstream_task_ids
     label = t["label"]
     assert type(label).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_label
     assert label.partial_kwargs.get("retries", dag.default_args["retries"]) >= 1

@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conf_profile.labels.synthetic import answers_to_table, bench_taxonomy, simulate_answers
 
 from conf_profile.config import LabelSettings
 from conf_profile.labels.aggregate import aggregate_ballots
@@ -14,6 +13,7 @@ from conf_profile.labels.ballots import encode
 from conf_profile.labels.sample import sample_mask, subset_users, user_hash
 from conf_profile.labels.stream import aggregate_stream, collect_sample
 from conf_profile.labels.vote import vote
+from conf_profile.testing.teacher_answers import answers_to_table, bench_taxonomy, simulate_answers
 
 TAX = bench_taxonomy(4)
 N = 1200
