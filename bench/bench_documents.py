@@ -24,7 +24,8 @@ from conf_profile.config import DocumentSettings, Settings
 from conf_profile.data import documents as D
 from conf_profile.data import redact as R
 from conf_profile.intervals import Interval
-from conf_profile.schema import ITEM_CATEGORIES, RAW_SCHEMAS, VIDEO_CATEGORIES
+from conf_profile.schema import RAW_SCHEMAS
+from conf_profile.simulate.banks import ITEM_CATEGORIES, VIDEO_CATEGORIES
 from conf_profile.storage import Lake
 
 IV = Interval.parse("2026-11-16..2026-11-23")

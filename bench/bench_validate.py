@@ -31,7 +31,8 @@ from conf_profile.data import validate as v
 from conf_profile.data.extract import read_raw
 from conf_profile.data.validation import checks as ck
 from conf_profile.intervals import Interval
-from conf_profile.schema import RAW_SCHEMAS, RAW_TABLES, VIDEO_CATEGORIES
+from conf_profile.schema import RAW_SCHEMAS, RAW_TABLES
+from conf_profile.simulate.banks import VIDEO_CATEGORIES
 from conf_profile.storage import Lake
 
 IV = Interval.parse("2026-11-16..2026-11-23")

@@ -55,17 +55,6 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
 
 RAW_TABLES = list(RAW_SCHEMAS)
 
-# Known categorical vocabularies (validation warns on values outside them; it does not fail).
-VIDEO_CATEGORIES = [
-    "gaming", "beauty", "fashion", "sports", "fitness", "food", "cooking", "travel", "tech", "parenting", "kids",
-    "finance", "music", "pets", "cars", "education", "comedy", "movies", "health", "diy", "news", "lifestyle",
-    "anime", "career",
-]
-ITEM_CATEGORIES = [
-    "electronics", "cosmetics", "clothing", "sportswear", "groceries", "kitchen", "books", "toys", "baby",
-    "pet_supplies", "auto_parts", "tools", "travel_gear", "luxury", "health", "games", "home",
-]
-
 # Documents: one row per user for an interval (runs/<interval>/documents).
 DOCUMENT_SCHEMA = pa.schema([
     ("user_id", pa.string()),

@@ -18,6 +18,7 @@ from conf_profile.labels import aggregate_interval
 from conf_profile.splits import eval_mask
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
+from conf_profile.testing import commit_stages
 from conf_profile.testing.teacher_answers import gold_table, teacher_table
 
 TAX = load_taxonomy()
@@ -70,7 +71,9 @@ def lake_world(tmp_path, monkeypatch):
     for t in TEACHERS:
         lake.write_committed_table(Lake.run_dir(IV, "teachers", t, "shard-0"), answers.filter(pc.equal(tid, t)))
     lake.write_committed_table("gold/labels", gold)
+    commit_stages(lake, IV, "documents", "label")  # what the runner's stages would have committed
     settings = Settings.load(lake=lake.uri)
+    settings.labels.teachers = [t for t in settings.labels.teachers if t.name in TEACHERS]  # the ones that labelled
     return lake, settings, users
 
 
@@ -81,7 +84,11 @@ def test_aggregate_outputs(lake_world):
     assert s["users"] == N and s["eval_users"] == int(is_eval.sum())
     assert s["excluded_error_rows"] == {"lexicon_watch": 2}
     assert s["calibration"] == "leave-one-teacher-out"
-    assert s["missing_teachers"] == ["lexicon_search", "lexicon_social"]
+    assert s["missing_teachers"] == [] and sorted(s["teachers"]) == sorted(TEACHERS)
+    configured = settings.model_copy(deep=True)  # a teacher removed from the configuration never votes
+    configured.labels.teachers = [t for t in configured.labels.teachers if t.name != "lexicon_profile"]
+    assert sorted(aggregate_interval(lake, IV, configured)["teachers"]) == ["lexicon_all", "lexicon_watch"]
+    s = aggregate_interval(lake, IV, settings)
 
     votes = lake.read_committed(Lake.run_dir(IV, "labels", "votes"))
     assert votes.num_rows == 3 * N * len(TAX.attributes)
@@ -144,7 +151,7 @@ def test_report_card(lake_world):
                "per_attribute": {}}
     lake.write_json(Lake.run_dir(IV, "eval", "student-sft.json"), student)
     rep = report_interval(lake, IV, settings)
-    assert set(rep) == {"interval", "eval_users", "rows"}
+    assert set(rep) == {"interval", "eval_users", "rows", "calibration"}
     assert rep["interval"] == str(IV) and rep["eval_users"] > 0
     names = [r["name"] for r in rep["rows"]]
     assert names == [f"teacher:{t}" for t in TEACHERS] + ["vote:majority", "vote:weighted", "vote:calibrated",
@@ -183,6 +190,6 @@ def test_cli_aggregate_and_report_json(lake_world, capsys):
     assert main(["report", "--lake", lake.uri, "--interval", str(IV), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out.pop("ok") is True
-    assert set(out) == {"interval", "eval_users", "rows"}
+    assert set(out) == {"interval", "eval_users", "rows", "calibration"}
     assert main(["aggregate", "--lake", lake.uri, "--interval", str(IV)]) == 0
     assert "distillation set" in capsys.readouterr().out

@@ -207,3 +207,34 @@ def test_loto_votes_the_samples_of_a_held_out_teacher():
     # each weighing 1/3: male (.8/3) vs female (.7/3) -> male, o agrees
     assert res.rate[k["s"], g] == 1.0 and res.rate[k["o"], g] == 1.0
     assert sorted(np.round(res.points.x.astype(float), 4).tolist()) == [round(0.8 / 1.5, 4), 1.0]
+
+
+def test_calibration_falls_back_in_order_and_never_silently():
+    """Two redundant teachers (the same answers): LOTO keeps no points, LOTO with them kept has some; with a
+    higher floor the agreement with the vote is used; with no answers at all the map is the identity, named."""
+    from conf_profile.config import LabelSettings
+    from conf_profile.labels.aggregate import AGREEMENT, IDENTITY, LOTO_ALL, aggregate_ballots
+
+    rows = []
+    for i in range(60):
+        lab = "male" if i % 3 else "female"
+        rows += [(f"u{i}", t, "gender", lab, 0.7) for t in ("a", "b")]
+    b = encode(teacher_table(rows), TAX)
+    agg = aggregate_ballots(b, LabelSettings(calibration_min_points=10, loto_redundancy=0.9))
+    assert agg.source == LOTO_ALL and agg.n_points > 0
+    agg = aggregate_ballots(b, LabelSettings(calibration_min_points=100_000, loto_redundancy=0.9))
+    assert agg.source in (LOTO_ALL, AGREEMENT) and agg.n_points > 0
+    empty = encode(teacher_table([("u1", "a", "gender", "unknown", 0.1)]), TAX)
+    assert aggregate_ballots(empty, LabelSettings()).source == IDENTITY
+
+
+def test_a_map_worse_than_the_raw_vote_is_refused():
+    from conf_profile.labels.aggregate import CalibrationError, check_not_worse
+    from conf_profile.labels.calibrate import Points
+    from conf_profile.labels.isotonic import IsoMap
+
+    lay = encode(teacher_table([("u1", "a", "gender", "male", 0.9)]), TAX).layout
+    cal = Calibrator({a: IsoMap([0.0, 1.0], [1.0, 1.0], 0, "test") for a in lay.attributes})
+    pts = Points(np.zeros(200, np.int64), np.full(200, 0.5), np.tile([0.0, 1.0], 100))  # perfectly calibrated
+    with pytest.raises(CalibrationError, match="worse calibrated"):
+        check_not_worse(lay, cal, pts, "test")

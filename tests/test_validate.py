@@ -17,7 +17,8 @@ from conf_profile.data.validate import format_summary, split_rows, validate_inte
 from conf_profile.data.validation.checks import duplicate_mask
 from conf_profile.errors import ValidationFailed
 from conf_profile.intervals import Interval
-from conf_profile.schema import ITEM_CATEGORIES, RAW_SCHEMAS, VIDEO_CATEGORIES
+from conf_profile.schema import RAW_SCHEMAS
+from conf_profile.simulate.banks import ITEM_CATEGORIES, VIDEO_CATEGORIES
 from conf_profile.storage import Lake
 
 IV = Interval.parse("2026-11-16..2026-11-23")  # a Monday-aligned week
@@ -235,25 +236,35 @@ def test_video_seconds_must_be_positive_and_price_non_negative(lake):
 
 
 # ---- warnings -----------------------------------------------------------------------------------------------------
-def test_duplicates_long_text_and_unknown_categories_quarantine_but_never_fail(lake):
+VOCAB = {"watch_events.video_category": VIDEO_CATEGORIES}
+
+
+def test_duplicates_and_long_text_quarantine_unknown_categories_warn_and_none_fails(lake):
     day = IV.days()[5]
     t = day_table("watch_events", day)
     t = put(t, "video_title", [1], "x" * 2001)
-    t = put(t, "video_category", list(range(10, 30)), "crypto")  # ~10 % unknown: a warning, not a failure
+    t = put(t, "video_category", list(range(10, 30)), "crypto")  # ~10 % unknown: counted and warned, rows kept
     dup = pa.concat_tables([t, t.slice(4, 1), t.slice(4, 1)])
     lake.write_partition("watch_events", day, dup)
-    s = run(lake)
+    s = run(lake, vocabularies=VOCAB)
     assert s["success"] is True
     t_sum = s["tables"]["watch_events"]
-    assert t_sum["rows_in"] == ROWS + 2 and t_sum["rows_quarantined"] == 2 + 1 + 20
+    assert t_sum["rows_in"] == ROWS + 2 and t_sum["rows_quarantined"] == 2 + 1
     rep = report(lake)["tables"]["watch_events"]
-    assert rep["quarantined_by_reason"] == {"duplicate": 2, "video_title_too_long": 1, "video_category_unknown": 20}
+    assert rep["quarantined_by_reason"] == {"duplicate": 2, "video_title_too_long": 1}
     clean = lake.read_committed(Lake.run_dir(IV, "clean", "watch_events"))
+    assert pc.sum(pc.equal(clean["video_category"], "crypto")).as_py() == 20  # unknown values are kept
     first = t.slice(4, 1).to_pylist()[0]
     assert sum(r == first for r in clean.drop_columns(["dt"]).to_pylist()) == 1  # the first copy is kept
     dup_exp = next(e for e in rep["expectations"] if e["check"] == "duplicate")
     assert dup_exp["success"] is False and dup_exp["unexpected_count"] == 3  # GX counts all copies
-    assert any("(video_category_unknown)" in w for w in s["warnings"])
+    unknown = next(e for e in rep["expectations"] if e["check"] == "video_category_unknown")
+    assert unknown["unexpected_count"] == 20 and "rows_quarantined" not in unknown
+    assert any("20 row(s) with a video_category value outside its declared vocabulary (kept" in w
+               for w in s["warnings"])
+    strict = run(lake, vocabularies=VOCAB, unknown_categories="quarantine")
+    assert strict["tables"]["watch_events"]["rows_quarantined"] == 2 + 1 + 20
+    assert run(lake)["tables"]["watch_events"]["rows_quarantined"] == 3  # no vocabulary declared: not checked
 
 
 # ---- files and partitions ------------------------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class ValidationSettings(Strict):
     # Optional plausible maxima per numeric raw column (e.g. {"price": 100000}); above them a row is quarantined
     # (critical, with the tolerance below). None by default: no bound fits every platform.
     max_values: dict[str, float] = Field(default_factory=dict)
+    # Categorical vocabularies, "table.column" -> values (e.g. {"watch_events.video_category": [...]}). Undeclared
+    # columns are observed, not checked. Values outside a declared vocabulary are counted and warned about, and
+    # the rows kept (`unknown_categories: warn`, the default) or quarantined (`quarantine`).
+    vocabularies: dict[str, list[str]] = Field(default_factory=dict)
+    unknown_categories: Literal["warn", "quarantine"] = "warn"
     # Row-level critical checks (null user_id, ts outside the interval, out-of-range numbers) fail the run only
     # when more than this share of a table's rows violates one; the violating rows are quarantined either way.
     critical_max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)

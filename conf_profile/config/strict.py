@@ -21,41 +21,43 @@ class Strict(BaseModel):
 
 def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model class that owns the last key of `loc` (walking fields, list items and union tags)."""
-    from conf_profile.config import teachers
-
-    model: Any = root
-    for i, part in enumerate(loc[:-1]):
+    ann: Any = root
+    for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if i and isinstance(loc[i - 1], int) and _is_tag(part):
-            model = teachers.SPECS[part]  # pydantic puts the union tag (e.g. 'openai') in the location
+        models = _models_in(ann)
+        tagged = [m for m in models if _tag_of(m) == part]
+        if tagged:  # a discriminated union member: pydantic puts its tag (e.g. 'openai') in the location
+            ann = tagged[0]
             continue
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
+        owner = next((m for m in models if part in m.model_fields), None)
+        if owner is None:
             return None
-        model = _inner_model(fields[part].annotation)
-        if model is None:
-            return None
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        ann = owner.model_fields[part].annotation
+    models = _models_in(ann)
+    return models[0] if len(models) == 1 else None
 
 
-def _is_tag(part: Any) -> bool:
-    from conf_profile.config import teachers
+def _tag_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("backend")
+    return None if field is None else field.default
 
-    return isinstance(part, str) and part in teachers.SPECS
+
+def _is_tag(root: type[BaseModel], loc: tuple[Any, ...], i: int) -> bool:
+    """Is loc[i] the union tag pydantic inserts after a list index (not a key the user wrote)?"""
+    if not (i and isinstance(loc[i - 1], int) and isinstance(loc[i], str)):
+        return False
+    owner = _model_at(root, (*loc[: i + 1], "_"))
+    return owner is not None and _tag_of(owner) == loc[i]
 
 
-def _inner_model(annotation: Any) -> Any:
-    """BaseModel class inside list[X], X | None, dict[str, X], Annotated unions (first model found)."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """BaseModel classes inside X, list[X], X | None, dict[str, X] and (annotated) unions."""
     import typing
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def nearest_key(model: type[BaseModel] | None, key: str) -> str | None:
@@ -71,7 +73,7 @@ def explain(exc: ValidationError, root: type[BaseModel], where: str = "the confi
     parts = []
     for err in exc.errors()[:6]:
         loc = tuple(err["loc"])
-        shown = [x for i, x in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and _is_tag(x))]
+        shown = [x for i, x in enumerate(loc) if not _is_tag(root, loc, i)]
         dotted = ".".join(str(x) if not isinstance(x, int) else f"[{x}]" for x in shown).replace(".[", "[")
         if err["type"] == "extra_forbidden":
             guess = nearest_key(_model_at(root, loc), str(loc[-1]))

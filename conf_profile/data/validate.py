@@ -184,7 +184,7 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     checks = ck.row_checks(name, interval, vs)
     encoded = ck.encode_text(table)
     results = _run_suites(gx, ctx, name, ck.gx_frame(encoded), checks, vs)
-    masks = {c.reason: ck.mask(c, table, encoded) for c in checks}
+    masks = {c.reason: ck.mask(c, table, encoded) for c in checks if not c.keep}
     masks[ck.INVALID_UTF8] = utf8_bad
     kept, quarantined, by_reason = split_rows(table, masks)
     records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction)
@@ -247,6 +247,10 @@ def _warnings(name: str, read: ReadResult, records: list[dict[str, Any]]) -> lis
     """Everything recorded but not fatal: quarantined rows within tolerance, unreadable files, day gaps."""
     out = [f"{name}: {r['rows_quarantined']:,} row(s) quarantined ({r['check']})"
            for r in records if r.get("rows_quarantined") and (r["success"] or not r["critical"])]
+    out += [f"{name}: {r['unexpected_count']:,} row(s) with a {r['column']} value outside its declared vocabulary "
+            f"(kept; e.g. {', '.join(r.get('examples') or [])[:120]})"
+            for r in records if r.get("check", "").endswith("_unknown") and "rows_quarantined" not in r
+            and r.get("unexpected_count")]
     out += [f"{name}: excluded unreadable file {e.path} ({e.error})" for e in read.excluded if e.kind == "corrupt"]
     if read.missing_days:
         out.append(f"{name}: no partition for day(s) {', '.join(read.missing_days)}")

@@ -57,6 +57,9 @@ def report_interval(lake: Lake, interval: Interval, settings: Settings) -> dict:
     rows += student_rows(lake, interval)
 
     report = {"interval": str(interval), "eval_users": len(scored), "rows": rows}
+    if lake.exists(lay.calibration):  # where the calibrated vote's confidence map came from (fallbacks named)
+        cal = lake.read_json(lay.calibration)
+        report["calibration"] = {"source": cal.get("source"), "points": cal.get("points")}
     lake.write_json(lay.report, report)
     for name, rel in rels.items():
         lake.write_bytes(lay.plot(f"reliability_{slug(name)}.png"), reliability_png(rel, name))
@@ -83,6 +86,10 @@ def format_report(report: dict) -> str:
     """A plain-text table: one row per name; F1 in points, coverage/ECE/valid% as shares or percent."""
     head = f"{'name':<28} {'F1':>6} {'coverage':>9} {'ECE':>6} {'valid%':>7}"
     lines = [f"Report card {report['interval']} ({report['eval_users']} gold eval users)", head, "-" * len(head)]
+    if report.get("calibration"):
+        c = report["calibration"]
+        head_note = f"calibration of vote:calibrated: {c['source']} ({c['points'] or 0:,} points)"
+        lines.insert(1, head_note)
     for r in report["rows"]:
         ece = "-" if r.get("ece") is None else f"{r['ece']:.3f}"
         valid = "-" if r.get("valid_rate") is None else f"{100 * r['valid_rate']:.1f}"

@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from conf_profile.config import LabelSettings
+from conf_profile.errors import ConfProfileError
 from conf_profile.labels.ballots import Ballots, Layout
 from conf_profile.labels.calibrate import (
+    Points,
     Priors,
     PriorShift,
     decided,
@@ -21,6 +23,7 @@ from conf_profile.labels.calibrate import (
     fit_calibrator,
     gold_points,
     loto,
+    own_answers,
     reliability_weights,
     shift_labels,
 )
@@ -28,8 +31,16 @@ from conf_profile.labels.isotonic import Calibrator
 from conf_profile.labels.sample import sample_mask, subset_users
 from conf_profile.labels.vote import VoteResult, vote
 
+# Where the confidence map's points come from, in the order tried (method.md 4, "never degrades silently"):
 LOTO = "leave-one-teacher-out"
+LOTO_ALL = "leave-one-teacher-out, redundant teachers kept"  # too few points once redundant ones are left out
+AGREEMENT = "agreement with the weighted vote"  # every teacher redundant / one teacher: optimistic, but monotone
+IDENTITY = "identity (no calibration points)"
 GOLD_DEV = "gold-dev"
+
+
+class CalibrationError(ConfProfileError):
+    """The fitted map is worse calibrated than the uncalibrated vote on its own points: never used."""
 
 
 @dataclass
@@ -97,13 +108,73 @@ def fit_calibration(b: Ballots, settings: LabelSettings, gold: tuple[np.ndarray,
         # The map is still fitted on the first pass's points (others' votes without reliability weights):
         # a second pass with reweighted others measured worse ECE on two simulated weeks (docs/labels.md).
         cvote = vote(replace(b, weight=reliability_weights(b, first.rate)), "weighted", thr, lam)
-    source = LOTO
     if gold is not None:
         points, source = gold_points(lay, cvote, gold[0], gold[1]), GOLD_DEV
+    else:
+        points, source = fallback_points(b, cvote, first.points, settings)
     cal = fit_calibrator(lay, points, settings.calibration_min_points, settings.calibration_per_attribute)
+    check_not_worse(lay, cal, points, source)
     pri = estimate_priors(lay, cvote, cal.apply(lay.attributes, cvote.confidence))
     fitted = Calibration(list(b.teachers), first.rate, first.redundant, cal, source, len(points), pri, b.n_users)
     return fitted, {"weighted": weighted, "calibrated": cvote}
+
+
+def fallback_points(b: Ballots, cvote: VoteResult, loto_points: Points, settings: LabelSettings) -> tuple[Points, str]:
+    """LOTO points; with fewer than `calibration_min_points`, LOTO with the redundant teachers kept; then each
+    teacher's agreement with the (calibrated) weighted vote; the first source with enough points wins, else the
+    one with the most points, else the identity. The source is reported everywhere the map is."""
+    need = settings.calibration_min_points
+    thr, lam = settings.multilabel_threshold, settings.unknown_weight
+    tried = [(loto_points, LOTO)]
+    if len(loto_points) < need:
+        tried.append((loto(b, thr, lam, None).points, LOTO_ALL))
+        if len(tried[-1][0]) < need:
+            tried.append((agreement_points(b, cvote, thr, lam), AGREEMENT))
+    for pts, src in tried:
+        if len(pts) >= need:
+            return pts, src
+    pts, src = max(tried, key=lambda p: len(p[0]))
+    return (pts, src) if len(pts) else (pts, IDENTITY)
+
+
+def agreement_points(b: Ballots, cvote: VoteResult, threshold: float, unknown_weight: float) -> Points:
+    """(vote confidence, does this teacher's answer equal the vote?) for every answered, decided cell."""
+    lay = b.layout
+    ai_all, x_all, y_all = [], [], []
+    for t in np.flatnonzero(np.bincount(b.teacher, minlength=len(b.teachers))):
+        own, answered = own_answers(b, b.teacher == t, threshold, unknown_weight)
+        ok = answered & decided(lay, cvote.label)
+        _, ai = np.nonzero(ok)
+        ai_all.append(ai)
+        x_all.append(cvote.confidence[ok])
+        y_all.append((own == cvote.label)[ok].astype(np.float64))
+    if not ai_all:
+        return Points(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    return Points(np.concatenate(ai_all), np.concatenate(x_all), np.concatenate(y_all))
+
+
+def check_not_worse(lay: Layout, cal: Calibrator, points: Points, source: str) -> None:
+    """The calibrated confidences must not be worse calibrated (ECE, 10 bins) than the uncalibrated vote on
+    the points they were fitted on; the stage fails with this message otherwise."""
+    if not len(points):
+        return
+    mapped = np.empty(len(points))
+    for i, name in enumerate(lay.attributes):
+        sel = points.attr == i
+        mapped[sel] = cal.maps[name](points.x[sel])
+    raw, fitted = _ece(points.x, points.y), _ece(mapped, points.y)
+    if fitted > raw + 1e-3:  # numerical slack only: an isotonic fit on its own points does not get worse
+        raise CalibrationError(
+            f"The confidence map fitted on {len(points):,} points ({source}) is worse calibrated than the "
+            f"uncalibrated vote on those points (ECE {fitted:.3f} vs {raw:.3f}): not used.",
+            "Check the teachers (are they all redundant?), or configure labels.gold_dev_users.")
+
+
+def _ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(np.int64), n_bins - 1)
+    n = np.bincount(b, minlength=n_bins)
+    gap = np.abs(np.bincount(b, weights=correct, minlength=n_bins) - np.bincount(b, weights=conf, minlength=n_bins))
+    return float(gap.sum() / max(n.sum(), 1))
 
 
 def apply_calibration(b: Ballots, cal: Calibration, settings: LabelSettings,

@@ -10,11 +10,21 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from conf_profile.schema import ITEM_CATEGORIES, VIDEO_CATEGORIES
 from conf_profile.simulate import vocab as V
 from conf_profile.simulate.cues import CUES, FRAMES, GENDER_SLOTS
 from conf_profile.simulate.population import SIM_CLASSES
 from conf_profile.simulate.text import Bank, expand
+
+# The simulated platform's categorical vocabularies (the simulator's own: nothing outside simulate/ uses them).
+VIDEO_CATEGORIES = [
+    "gaming", "beauty", "fashion", "sports", "fitness", "food", "cooking", "travel", "tech", "parenting", "kids",
+    "finance", "music", "pets", "cars", "education", "comedy", "movies", "health", "diy", "news", "lifestyle",
+    "anime", "career",
+]
+ITEM_CATEGORIES = [
+    "electronics", "cosmetics", "clothing", "sportswear", "groceries", "kitchen", "books", "toys", "baby",
+    "pet_supplies", "auto_parts", "tools", "travel_gear", "luxury", "health", "games", "home",
+]
 
 CATEGORIES = list(VIDEO_CATEGORIES)
 ITEMS = list(ITEM_CATEGORIES)

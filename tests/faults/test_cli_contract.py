@@ -87,7 +87,12 @@ def test_train_sft_shorter_than_logging_interval(tmp_path, capsys, monkeypatch):
         return {"base": "tiny", "train_users": 3, "steps": 1, "epochs": 1.0, "resumed_from": None,
                 "final_loss": None, "seconds": 0.5, "path": "runs/x/models/sft", "dropped_too_long": 0}
 
+    from conf_profile.intervals import Interval
+    from conf_profile.storage import Lake
+    from conf_profile.testing import commit_stages
+
     monkeypatch.setattr(sft, "train_sft", fake)
+    commit_stages(Lake.open(str(tmp_path)), Interval.parse(IV), "aggregate")  # the stage SFT reads committed
     assert main(["train", "sft", "--lake", str(tmp_path), "--interval", IV]) == 0
     out = capsys.readouterr().out
     assert "final loss not logged" in out

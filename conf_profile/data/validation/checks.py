@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from conf_profile.config import ValidationSettings
 from conf_profile.data.extract import PARTITION
 from conf_profile.intervals import Interval
-from conf_profile.schema import ITEM_CATEGORIES, RAW_SCHEMAS, TS, VIDEO_CATEGORIES
+from conf_profile.schema import RAW_SCHEMAS, TS
 
 # Numeric ranges: (column, lower bound, lower bound excluded, required). Critical. Every one must also be
 # finite (+-inf is quarantined); a null is "unknown" unless the number is required. NaN counts as null, as it
@@ -45,9 +45,9 @@ TEXT_COLUMNS: dict[str, list[str]] = {
     "comments": ["text"],
 }
 # Categorical vocabularies; values outside them are quarantined (warning). Nulls are not "unknown".
-CATEGORY_COLUMNS: dict[str, dict[str, list[str]]] = {
-    "watch_events": {"video_category": VIDEO_CATEGORIES},
-    "purchases": {"item_category": ITEM_CATEGORIES},
+CATEGORY_COLUMNS: dict[str, list[str]] = {  # categorical columns; their vocabularies come from the settings
+    "watch_events": ["video_category"],
+    "purchases": ["item_category"],
 }
 DUPLICATE = "duplicate"
 INVALID_UTF8 = "invalid_utf8"
@@ -69,6 +69,7 @@ class RowCheck:
     strict_max: bool = False
     value_set: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # for `unique`: the whole row
+    keep: bool = False  # record and warn only: the rows stay (unknown category values, by default)
 
 
 def ts_bounds(interval: Interval, skew_hours: float) -> tuple[datetime, datetime]:
@@ -105,8 +106,12 @@ def row_checks(table: str, interval: Interval, settings: ValidationSettings) -> 
     for col in TEXT_COLUMNS.get(table, []):
         checks.append(RowCheck(f"{col}_too_long", f"len({col}) <= {settings.max_text_chars}", col, False,
                                "max_length", max_value=settings.max_text_chars))
-    for col, vocab in CATEGORY_COLUMNS.get(table, {}).items():
-        checks.append(RowCheck(f"{col}_unknown", f"{col} in the known vocabulary", col, False, "in_set",
+    for col in CATEGORY_COLUMNS.get(table, []):
+        vocab = settings.vocabularies.get(f"{table}.{col}")
+        if vocab is None:
+            continue  # observed, not checked
+        checks.append(RowCheck(f"{col}_unknown", f"{col} in the declared vocabulary", col, False, "in_set",
+                               keep=settings.unknown_categories == "warn",
                                value_set=tuple(vocab)))
     return checks
 
