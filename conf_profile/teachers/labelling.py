@@ -30,7 +30,8 @@ from conf_profile.progress import bar
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy, load_taxonomy
-from conf_profile.teachers.base import Teacher, label_table, make_teacher
+from conf_profile.teachers.backends import make_teacher
+from conf_profile.teachers.base import Teacher, label_table
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy) -> str:
     data: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude={"weight"}),
                             "taxonomy": taxonomy.model_dump(mode="json")}
     if spec.backend == "lexicon":
-        from conf_profile.teachers.lexicon import lexicon_path
+        from conf_profile.teachers.lexicon_file import lexicon_path
 
         data["lexicon"] = hashlib.blake2b(lexicon_path(spec.lexicon).read_bytes(), digest_size=8).hexdigest()
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
@@ -274,17 +275,3 @@ def _drop_stale_shards(lake: Lake, interval: Interval, teacher: str, shards: int
     for name in lake.listdir(teacher_dir(interval, teacher)):
         if name.startswith("shard-") and name[6:].isdigit() and int(name[6:]) >= shards:
             lake.delete(f"{teacher_dir(interval, teacher)}/{name}")
-
-
-def read_teacher_outputs(lake: Lake, interval: Interval, teacher: str, shards: int) -> pa.Table:
-    """All committed shards of one teacher (readers: voting, the report card, tests)."""
-    parts = []
-    for s in range(shards):
-        rel = shard_dir(interval, teacher, s)
-        if not lake.is_committed(rel):
-            raise ConfProfileError(f"Teacher {teacher!r} shard {s} for {interval} is not finished.",
-                                   f"Run `conf-profile label --interval {interval} --teacher {teacher}`.")
-        parts.append(lake.read_committed(rel))
-    if not parts:
-        return TEACHER_OUTPUT_SCHEMA.empty_table()
-    return pa.concat_tables([p.cast(TEACHER_OUTPUT_SCHEMA) for p in parts])

@@ -26,7 +26,7 @@ from conf_profile.config import TeacherSpec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import Taxonomy
-from conf_profile.teachers.lexicon import Lexicon, NumberRule, PatternRule, Scoring, load_lexicon
+from conf_profile.teachers.lexicon_file import Lexicon, NumberRule, PatternRule, Scoring, load_lexicon
 from conf_profile.teachers.parse import level_to_confidence
 from conf_profile.teachers.sections import SOURCES, section_columns
 from conf_profile.teachers.tokens import match_phrases, prepare, words
