@@ -71,15 +71,15 @@ def find_spec(settings: Settings, teacher: str) -> TeacherSpec:
                            "Pass one of those names, or add the teacher under labels.teachers in the config.")
 
 
-def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy) -> str:
+def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None = None) -> str:
     """What the shard's content depends on besides the documents: the spec (not `weight`, which only
     matters for voting), the taxonomy, and for lexicon teachers the lexicon file's content."""
     data: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude={"weight"}),
                             "taxonomy": taxonomy.model_dump(mode="json")}
     if spec.backend == "lexicon":
-        from conf_profile.teachers.lexicon_file import lexicon_path
+        from conf_profile.teachers.lexicon_file import lexicon_for
 
-        data["lexicon"] = hashlib.blake2b(lexicon_path(spec.lexicon).read_bytes(), digest_size=8).hexdigest()
+        data["lexicon"] = hashlib.blake2b(lexicon_for(spec, settings).read_bytes(), digest_size=8).hexdigest()
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -143,7 +143,7 @@ class _LazyTeacher:
 def _run_shard(lake: Lake, interval: Interval, spec: TeacherSpec, shard: int, docs: _Documents,
                teacher: _LazyTeacher, taxonomy: Taxonomy, force: bool) -> dict:
     rel = shard_dir(interval, spec.name, shard)
-    expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy), "shards": docs.shards,
+    expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy, teacher.settings), "shards": docs.shards,
               "shard": shard}
     if not force:
         meta = _finished(lake, rel, expect)
