@@ -23,6 +23,7 @@ BACKENDS: dict[str, str] = {
     "openai": "conf_profile.teachers.backends.openai_chat:OpenAITeacher",
     "vllm": "conf_profile.teachers.backends.vllm_offline:VLLMTeacher",
     "hf": "conf_profile.teachers.backends.hf_local:HFTeacher",
+    "embedding": "conf_profile.teachers.backends.embedding:EmbeddingTeacher",
 }
 
 
