@@ -32,7 +32,7 @@ from conf_profile.teachers.sections import SOURCES, section_columns
 log = logging.getLogger(__name__)
 
 # Fitted to agreement with lexicon_all on the default simulated week (docs/teachers.md); used without fit_to.
-DEFAULT_TEMPERATURE = 0.03
+DEFAULT_TEMPERATURE = 0.08
 UNKNOWN_CONFIDENCE = 0.1  # what an abstention carries, like a level-1 hint of the other teachers
 _PREFIX = {"profile": "profile", "watch": "watched", "searches": "searched for", "comments": "commented",
            "purchases": "bought"}
