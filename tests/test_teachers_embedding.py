@@ -93,6 +93,16 @@ def test_users_are_independent_and_lines_cached(teacher):
     assert teacher.describe()["cached_lines"] == before  # seen lines are not encoded again
 
 
+def test_a_small_cache_gives_the_same_answers(teacher):
+    t = EmbeddingTeacher.__new__(EmbeddingTeacher)
+    t.__dict__.update(teacher.__dict__)
+    t.spec = teacher.spec.model_copy(update={"max_cache_lines": 3})
+    t._cache, t._cache_vecs = {}, teacher._cache_vecs[:0]
+    small, full = _rows(t, DOCS), _rows(teacher, DOCS)
+    assert len(t._cache) <= max(3, sum(d.count("\n") + 1 for d in DOCS.values()))
+    assert {k: r["label"] for k, r in small.items()} == {k: r["label"] for k, r in full.items()}
+
+
 def test_multi_label_lists_close_classes(teacher):
     doc = ("## searches\n- ⟦sicilian defense chess opening⟧\n- ⟦chess endgame puzzles⟧\n"
            "- ⟦easy pasta recipe for dinner⟧\n- ⟦cooking rice in a pan⟧")

@@ -169,15 +169,13 @@ class EmbeddingTeacher:
         distinct = pc.unique(lines)
         uniq = distinct.to_pylist()
         new = [t for t in uniq if t not in self._cache]
+        if len(self._cache) + len(new) > self.spec.max_cache_lines:  # bounded memory: keep only this batch
+            self._cache, self._cache_vecs = {}, self._cache_vecs[:0]
+            new = uniq
         if new:
-            vecs = self._encode(new)
-            if len(self._cache) + len(new) > self.spec.max_cache_lines:  # bounded memory: start over
-                self._cache, self._cache_vecs = {}, np.zeros((0, vecs.shape[1]), dtype=np.float32)
-                new = uniq
-                vecs = self._encode(new) if len(new) != len(vecs) else vecs
             base = len(self._cache_vecs)
             self._cache.update({t: base + i for i, t in enumerate(new)})
-            self._cache_vecs = np.concatenate([self._cache_vecs, vecs])
+            self._cache_vecs = np.concatenate([self._cache_vecs, self._encode(new)])
         rows = np.array([self._cache[t] for t in uniq], dtype=np.int64)
         return rows[pc.index_in(lines, value_set=distinct).to_numpy()]
 
@@ -237,6 +235,8 @@ class EmbeddingTeacher:
         """Temperature from agreement with the reference teachers' single-label answers (label-free)."""
         if not self.references or self.spec.confidence_temperature:
             return
+        # every shard fits on its own answers: a shard labelled alone (an Airflow task) gets the same result
+        self.temperature, self.temperature_source = DEFAULT_TEMPERATURE, "default"
         pts_s, pts_a = [], []
         index = {u: i for i, u in enumerate(documents["user_id"].to_pylist())}
         for ref in self.references:
