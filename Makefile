@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[airflow,dev,bench,postgres]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[airflow,dev,bench,postgres,teachers]'
 	touch $(STAMP)
 
 # Compose + Helm engine for tests/test_deploy.py (Debian docker-compose; helm-sdkpy and kubernetes-validate

@@ -25,10 +25,36 @@ UNKNOWN = "unknown"
 
 
 class Attribute(BaseModel):
+    """One attribute. A class is written as its name or as `{name: ..., description: ...}`; the description
+    (a short phrase saying what the class means, e.g. for zero-shot teachers) defaults to the name.
+    `classes` stays the list of names, so callers never see the two spellings."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: Literal["single", "multi"] = "single"
     classes: list[str] = Field(min_length=1)
     max_labels: int = 3
+    descriptions: dict[str, str] = Field(default_factory=dict)  # class -> description (filled for every class)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_classes(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+            return data
+        names: list[Any] = []
+        described: dict[str, Any] = dict(data.get("descriptions") or {})
+        for i, item in enumerate(data["classes"]):
+            if isinstance(item, dict):
+                extra = set(item) - {"name", "description"}
+                if "name" not in item or extra:
+                    raise ValueError(f"attribute {data.get('name')}: class {i + 1} must be a name or "
+                                     f"{{name: ..., description: ...}}"
+                                     + (f" (unknown keys: {sorted(extra)})" if extra else " (no name)"))
+                names.append(item["name"])
+                if item.get("description") is not None:
+                    described[str(item["name"])] = item["description"]
+            else:
+                names.append(item)
+        return {**data, "classes": names, "descriptions": described}
 
     @model_validator(mode="after")
     def _check(self) -> Attribute:
@@ -42,6 +68,13 @@ class Attribute(BaseModel):
         if bad:
             raise ValueError(f"attribute {self.name}: class(es) {', '.join(repr(c) for c in bad)} must be lower-case "
                              "without surrounding spaces (answers are lower-cased before matching)")
+        stray = set(self.descriptions) - set(self.classes)
+        if stray:
+            raise ValueError(f"attribute {self.name}: descriptions of classes it does not have: {sorted(stray)}")
+        blank = [c for c, d in self.descriptions.items() if not d.strip()]
+        if blank:
+            raise ValueError(f"attribute {self.name}: empty description for {blank}")
+        self.descriptions = {c: self.descriptions.get(c) or c.replace("_", " ") for c in self.classes}
         return self
 
     @property

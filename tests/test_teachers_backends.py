@@ -15,7 +15,7 @@ from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
-from conf_profile.teachers.base import make_teacher
+from conf_profile.teachers.backends import make_teacher
 
 TAX = load_taxonomy()
 A = len(TAX.names)

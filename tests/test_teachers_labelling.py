@@ -8,6 +8,7 @@ import posixpath
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from conf_profile.cli import main
@@ -15,6 +16,7 @@ from conf_profile.config import Settings
 from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
+from conf_profile.labels.io import read_teacher_outputs as read_all_outputs
 from conf_profile.schema import DOCUMENT_SCHEMA
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
@@ -23,7 +25,6 @@ from conf_profile.teachers.labelling import (
     LabellingFailed,
     label_interval,
     label_shard,
-    read_teacher_outputs,
     shard_dir,
     shard_of,
 )
@@ -49,6 +50,12 @@ def write_documents(lake: Lake, n: int = 60, salt: str = "") -> None:
     table = pa.table({"user_id": users, "document": docs, "n_events": [1] * n,
                       "n_chars": [len(d) for d in docs]}, schema=DOCUMENT_SCHEMA)
     lake.write_committed_table(Lake.run_dir(IV, "documents"), table, meta={"documents": n})
+
+
+def read_teacher_outputs(lake: Lake, interval: Interval, teacher: str, shards: int) -> pa.Table:
+    """One teacher's committed rows (the lake reader reads all teachers; keep this teacher's)."""
+    table, _ = read_all_outputs(lake, interval, shards)
+    return table.filter(pc.equal(table["teacher_id"], teacher))
 
 
 def mtimes(lake: Lake) -> dict[str, int]:

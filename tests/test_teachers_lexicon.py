@@ -9,8 +9,8 @@ from conf_profile.config import LabelSettings
 from conf_profile.config.teachers import teacher_spec
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
-from conf_profile.teachers.base import make_teacher
-from conf_profile.teachers.lexicon import DEFAULT_LEXICON, LexiconError
+from conf_profile.teachers.backends import make_teacher
+from conf_profile.teachers.lexicon_file import DEFAULT_LEXICON, LexiconError
 from conf_profile.teachers.parse import level_to_confidence
 from conf_profile.teachers.sections import split_sections
 

@@ -9,8 +9,8 @@ from conf_profile.config.teachers import teacher_spec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import load_taxonomy
+from conf_profile.teachers.backends import make_teacher
 from conf_profile.teachers.backends.openai_chat import OpenAITeacher
-from conf_profile.teachers.base import make_teacher
 
 TAX = load_taxonomy()
 A = len(TAX.names)
@@ -146,9 +146,10 @@ def test_label_interval_with_openai_teacher_keeps_every_user(tmp_path):
 
     from conf_profile.config import Settings
     from conf_profile.intervals import Interval
+    from conf_profile.labels.io import read_teacher_outputs
     from conf_profile.schema import DOCUMENT_SCHEMA
     from conf_profile.storage import Lake
-    from conf_profile.teachers.labelling import label_interval, read_teacher_outputs
+    from conf_profile.teachers.labelling import label_interval
 
     iv = Interval.parse("2026-11-16..2026-11-23")
     lake = Lake.open(str(tmp_path / "lake"))
@@ -165,7 +166,7 @@ def test_label_interval_with_openai_teacher_keeps_every_user(tmp_path):
     st = summary["teachers"]["remote"]
     assert st["users"] == 12 and st["rows"] == 12 * A and st["shards_done"] == 3
     assert st["errors"] == 6 * A  # the 'dead' and 'badjson' users: kept as error rows
-    table = read_teacher_outputs(lake, iv, "remote", 3)
+    table, _ = read_teacher_outputs(lake, iv, 3)
     assert sorted(set(table["user_id"].to_pylist())) == sorted(f"u{i}" for i in range(12))
     meta = lake.manifest(f"runs/{iv.key}/teachers/remote/shard-0")["meta"]
     assert meta["teacher_info"]["backend"] == "openai" and meta["teacher_info"]["prompt_version"]

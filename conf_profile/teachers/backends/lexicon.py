@@ -17,16 +17,25 @@ per-user Python is the rationale text of answered attributes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conf_profile.config import TeacherSpec
+from conf_profile.config import Settings, TeacherSpec
 from conf_profile.errors import ConfProfileError
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.taxonomy import Taxonomy
-from conf_profile.teachers.lexicon import Lexicon, NumberRule, PatternRule, Scoring, load_lexicon
+from conf_profile.teachers.lexicon_file import (
+    Lexicon,
+    NumberRule,
+    PatternRule,
+    Scoring,
+    lexicon_for,
+    load_lexicon,
+    resolve_lexicon,
+)
 from conf_profile.teachers.parse import level_to_confidence
 from conf_profile.teachers.sections import SOURCES, section_columns
 from conf_profile.teachers.tokens import match_phrases, prepare, words
@@ -75,11 +84,11 @@ class _Evidence:
 class LexiconTeacher:
     backend = "lexicon"
 
-    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy):
+    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, lexicon: str | Path | None = None):
         self.spec = spec
         self.name = spec.name
         self.taxonomy = taxonomy
-        self.lex = load_lexicon(spec.lexicon, taxonomy)
+        self.lex = load_lexicon(lexicon or resolve_lexicon(spec.lexicon), taxonomy)
         self.sources = list(spec.sources) or list(SOURCES)
         bad = [s for s in self.sources if s not in SOURCES]
         if bad:
@@ -89,6 +98,11 @@ class LexiconTeacher:
         if spec.samples != 1:
             raise ConfProfileError(f"Teacher {spec.name!r}: a lexicon teacher is deterministic, samples must be 1.",
                                    "Set samples: 1 (or drop it) for lexicon teachers.")
+
+    @classmethod
+    def from_settings(cls, spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None) -> LexiconTeacher:
+        """The registry's constructor: the lexicon is the teacher's own, else labels.lexicon, else the default."""
+        return cls(spec, taxonomy, lexicon_for(spec, settings))
 
     def describe(self) -> dict:
         return {"backend": self.backend, "lexicon": str(self.lex.path), "sources": self.sources}

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pyarrow as pa
 
-from conf_profile.config import TeacherSpec
+from conf_profile.config import Settings, TeacherSpec
 from conf_profile.errors import ConfProfileError
 from conf_profile.taxonomy import Taxonomy
 from conf_profile.teachers.base import Documents, LLMTeacher
@@ -57,6 +57,12 @@ class OpenAITeacher(LLMTeacher):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.requests_sent = 0  # every HTTP attempt, retries included (tests and logs)
         self._rng = random.Random(spec.seed)
+
+    @classmethod
+    def from_settings(cls, spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None) -> OpenAITeacher:
+        """The registry's constructor: without its own base_url the teacher uses compute.vllm_base_url."""
+        base_url = spec.base_url or (settings.compute.vllm_base_url if settings is not None else None)
+        return cls(spec, taxonomy, base_url=base_url)
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": self.url.rsplit("/chat/completions", 1)[0]}

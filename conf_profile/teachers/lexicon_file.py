@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -149,8 +149,22 @@ def lexicon_path(path: str | Path | None) -> Path:
     p = Path(path) if path else DEFAULT_LEXICON
     if not p.is_file():
         raise LexiconError(f"Lexicon file {p} does not exist.",
-                           "Point the teacher's `lexicon` at a YAML lexicon (see conf_profile/teachers/lexicons/).")
+                           "Point the teacher's `lexicon` (or labels.lexicon) at a YAML lexicon; "
+                           "`conf-profile lexicon init` writes a starter one for your taxonomy.")
     return p
+
+
+def resolve_lexicon(teacher_lexicon: str | Path | None, labels_lexicon: str | Path | None = None) -> Path:
+    """The lexicon file a lexicon teacher uses: its own `lexicon`, else `labels.lexicon` (one file for all
+    lexicon teachers), else the packaged default. Every reader of the path (the backend, the shard
+    fingerprint) goes through here, so they can never disagree."""
+    return lexicon_path(teacher_lexicon or labels_lexicon or None)
+
+
+def lexicon_for(spec: Any, settings: Any | None = None) -> Path:
+    """`resolve_lexicon` for a teacher spec and (optional) settings."""
+    labels = getattr(getattr(settings, "labels", None), "lexicon", None)
+    return resolve_lexicon(getattr(spec, "lexicon", None), labels)
 
 
 def load_lexicon(path: str | Path | None, taxonomy: Taxonomy) -> Lexicon:
