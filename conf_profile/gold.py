@@ -11,16 +11,17 @@ from conf_profile.schema import GOLD_SCHEMA
 from conf_profile.storage import Lake
 
 GOLD_DIR = LakeLayout.gold_dir
+ROOT = LakeLayout.gold_root
 
 
 def read_gold(lake: Lake) -> pa.Table:
     """The committed gold table (GOLD_SCHEMA columns), or a clear error when the lake has none."""
     if lake.is_committed(GOLD_DIR):
         table = lake.read_committed(GOLD_DIR)
-    elif lake.is_committed("gold") and any(f.startswith("labels/") for f in lake.manifest("gold")["files"]):
+    elif lake.is_committed(ROOT) and any(f.startswith("labels/") for f in lake.manifest(ROOT)["files"]):
         # architecture.md's layout: one manifest at gold/ listing labels/part-*.parquet
-        files = [f for f in lake.manifest("gold")["files"] if f.startswith("labels/") and f.endswith(".parquet")]
-        table = pa.concat_tables([lake.read_table(f"gold/{f}") for f in files])
+        files = [f for f in lake.manifest(ROOT)["files"] if f.startswith("labels/") and f.endswith(".parquet")]
+        table = pa.concat_tables([lake.read_table(f"{ROOT}/{f}") for f in files])
     else:
         raise LakeError(
             f"No gold labels at {lake.uri_of(GOLD_DIR)}: evaluation needs a gold set.",

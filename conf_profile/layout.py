@@ -16,6 +16,7 @@ from conf_profile.intervals import Interval
 
 RUNS = "runs"
 RAW = "raw"
+GOLD_ROOT = "gold"
 GOLD = "gold/labels"
 PROFILES = "profiles"
 STAGES = "_stages"  # stage manifests, one JSON per stage, written last
@@ -32,6 +33,7 @@ class LakeLayout:
     def raw_partition(table: str, day: date) -> str:
         return f"{RAW}/{table}/dt={day.isoformat()}"
 
+    gold_root = GOLD_ROOT  # committed as one folder (its manifest lists labels/part-*.parquet)
     gold_dir = GOLD
 
     @staticmethod

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from conf_profile.config import S3Settings, Settings
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
+from conf_profile.layout import LakeLayout, RunLayout
 from conf_profile.secrets import redact_url
 
 MANIFEST = "_manifest.json"
@@ -88,17 +89,14 @@ class Lake:
             return f"s3://{posixpath.join(self.root, rel)}"
         return posixpath.join(self.root, rel)
 
-    @staticmethod
-    def raw_dir(table: str) -> str:
-        return f"raw/{table}"
-
-    @staticmethod
-    def raw_partition(table: str, day: Any) -> str:
-        return f"raw/{table}/dt={day.isoformat()}"
+    # Paths come from the layout (layout.py owns them); these two are kept for the raw-partition helpers below.
+    raw_dir = staticmethod(LakeLayout.raw_dir)
+    raw_partition = staticmethod(LakeLayout.raw_partition)
 
     @staticmethod
     def run_dir(interval: Interval, *parts: str) -> str:
-        return posixpath.join("runs", interval.key, *parts)
+        """A path under runs/<key>/ (tests and scripts); library code names its paths through `RunLayout`."""
+        return RunLayout(interval).path(*parts)
 
     # ---- basic ops ----------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:

@@ -105,3 +105,16 @@ def test_every_recipe_loads(recipe):
 
 def test_there_are_recipes():
     assert {"default", "grpo-random-reward", "labels-prior-shift"} <= {p.stem for p in RECIPES}
+
+
+def test_relative_paths_in_a_settings_file_resolve_against_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "team"
+    folder.mkdir()
+    cfg = folder / "settings.yaml"
+    cfg.write_text("data_dir: data\nlake: s3://bucket/x\ntaxonomy_path: tax.yaml\n"
+                   "labels: {lexicon: lex/main.yaml, teachers: [{name: a, lexicon: own.yaml}]}\n")
+    monkeypatch.chdir(tmp_path)  # somewhere else
+    s = Settings.load(cfg)
+    assert s.data_dir == folder / "data" and str(s.taxonomy_path) == str(folder / "tax.yaml")
+    assert s.labels.lexicon == str(folder / "lex" / "main.yaml") and s.labels.teachers[0].lexicon == str(folder / "own.yaml")
+    assert s.lake == "s3://bucket/x"  # a URI is left alone

@@ -6,6 +6,7 @@ import argparse
 
 from conf_profile.cli import Result, settings_from_args
 from conf_profile.cli.data_cmds import add_interval_arg, resolve_interval
+from conf_profile.layout import RunLayout
 
 
 def register(sub, common) -> None:
@@ -55,5 +56,5 @@ def cmd_report(args: argparse.Namespace) -> Result:
     lake = Lake.from_settings(settings)
     interval = resolve_interval(lake, args.interval)
     report = report_interval(lake, interval, settings)
-    text = format_report(report) + f"\n-> {lake.uri_of(lake.run_dir(interval, 'report.json'))}"
+    text = format_report(report) + f"\n-> {lake.uri_of(RunLayout(interval).report)}"
     return Result(report, text)

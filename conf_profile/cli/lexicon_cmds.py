@@ -8,6 +8,7 @@ from pathlib import Path
 from conf_profile.cli import Result, settings_from_args
 from conf_profile.cli.data_cmds import add_interval_arg, resolve_interval
 from conf_profile.errors import ConfProfileError
+from conf_profile.layout import RunLayout
 
 
 def register(sub, common) -> None:
@@ -40,7 +41,7 @@ def cmd_lexicon_init(args: argparse.Namespace) -> Result:
     taxonomy = load_taxonomy(args.taxonomy or settings.taxonomy_path)
     lake = Lake.from_settings(settings)
     interval = resolve_interval(lake, args.interval)
-    rel = Lake.run_dir(interval, "documents")
+    rel = RunLayout(interval).documents
     if not lake.is_committed(rel):
         raise ConfProfileError(f"No committed documents for {interval} at {lake.uri_of(rel)}.",
                                f"Run `conf-profile documents --interval {interval}` first.")

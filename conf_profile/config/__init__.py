@@ -138,6 +138,32 @@ def _read_file(p: Path) -> dict[str, Any]:
             "AWS_SECRET_ACCESS_KEY (object store), OPENAI_API_KEY (teachers), MLFLOW_TRACKING_USERNAME / "
             "MLFLOW_TRACKING_PASSWORD (MLflow; or the whole URI in CONF_PROFILE_MLFLOW__TRACKING_URI).",
         )
+    return resolve_paths(data, p.resolve().parent)
+
+
+# Settings that name local files or folders; in a settings file they are relative to the file's folder.
+_PATH_KEYS = (("data_dir",), ("lake",), ("taxonomy_path",), ("labels", "lexicon"), ("train", "work_dir"))
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative local paths in a settings file resolve against the file's folder, not the working directory
+    (URIs such as s3:// or models:/ are left alone); teachers' own `lexicon` files too."""
+    def fix(value: Any) -> Any:
+        if not isinstance(value, str) or not value or "://" in value or value.startswith(("models:", "runs:")):
+            return value
+        path = Path(value).expanduser()
+        return value if path.is_absolute() else str((base / path).resolve())
+
+    for keys in _PATH_KEYS:
+        node = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = fix(node[keys[-1]])
+    teachers = (data.get("labels") or {}).get("teachers") if isinstance(data.get("labels"), dict) else None
+    for t in teachers or []:
+        if isinstance(t, dict) and "lexicon" in t:
+            t["lexicon"] = fix(t["lexicon"])
     return data
 
 

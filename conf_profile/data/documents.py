@@ -30,6 +30,7 @@ from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
 from conf_profile.schema import DOCUMENT_SCHEMA, RAW_SCHEMAS
 from conf_profile.storage import Lake
+from conf_profile.layout import RunLayout
 
 SECTIONS = ("profile", "watch", "searches", "comments", "purchases")
 EVENT_TABLES = ("watch_events", "searches", "comments", "purchases")
@@ -103,7 +104,7 @@ def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
     docs, stats = assemble(items, len(users), cfg.char_budget)
     n_events = sum(np.bincount(tables[t]["code"].to_numpy(), minlength=len(users)) for t in EVENT_TABLES)
     out = documents_table(users, docs, np.asarray(n_events, dtype=np.int64))
-    rel = Lake.run_dir(interval, "documents")
+    rel = RunLayout(interval).documents
     summary = summarize(out, cfg, stats, prep.counts, lake.uri_of(rel))
     summary.update(interval=str(interval), users_seen=len(users), rows_without_user=rows_without_user,
                    events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows,
@@ -138,11 +139,11 @@ def summarize(out: pa.Table, cfg: DocumentSettings, stats: dict, pii: dict[str, 
 # ---- input ------------------------------------------------------------------------------------------------
 def read_clean_tables(lake: Lake, interval: Interval) -> dict[str, pa.Table]:
     """The validated tables, cast to the raw schemas; a clear error naming the fix when one is missing."""
-    missing = [t for t in RAW_SCHEMAS if not lake.is_committed(Lake.run_dir(interval, "clean", t))]
+    missing = [t for t in RAW_SCHEMAS if not lake.is_committed(RunLayout(interval).clean(t))]
     if missing:
         raise LakeError(
             f"No validated (clean) tables for {interval}: {', '.join(missing)} missing under "
-            f"{lake.uri_of(Lake.run_dir(interval, 'clean'))}.",
+            f"{lake.uri_of(RunLayout(interval).clean_root)}.",
             f"Run `conf-profile validate --interval {interval}` first.",
         )
     return {t: _read_clean(lake, interval, t) for t in RAW_SCHEMAS}
@@ -150,7 +151,7 @@ def read_clean_tables(lake: Lake, interval: Interval) -> dict[str, pa.Table]:
 
 def _read_clean(lake: Lake, interval: Interval, name: str) -> pa.Table:
     schema = RAW_SCHEMAS[name]
-    rel = Lake.run_dir(interval, "clean", name)
+    rel = RunLayout(interval).clean(name)
     table = lake.read_committed(rel)
     if table.num_columns == 0:  # committed with no files: an empty table
         return schema.empty_table()

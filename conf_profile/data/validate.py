@@ -34,6 +34,7 @@ from conf_profile.errors import ValidationFailed
 from conf_profile.intervals import Interval
 from conf_profile.schema import RAW_TABLES
 from conf_profile.storage import Lake
+from conf_profile.layout import RunLayout
 
 __all__ = ["validate_interval", "format_summary", "split_rows"]
 
@@ -266,7 +267,8 @@ def _warnings(name: str, read: ReadResult, records: list[dict[str, Any]]) -> lis
 def _write_outputs(lake: Lake, interval: Interval, outcomes: list[TableOutcome], vs: ValidationSettings,
                    gx_version: str) -> dict[str, Any]:
     """Quarantine first (always), clean tables only on success, then HTML, then report.json last."""
-    run, vdir = Lake.run_dir(interval), Lake.run_dir(interval, "validation")
+    lay = RunLayout(interval)
+    run, vdir = lay.root, lay.validation
     success = not any(o.failures for o in outcomes)
     quarantine = {o.name: lake.uri_of(lake.write_table(posixpath.join(vdir, "quarantine", f"{o.name}.parquet"),
                                                        o.quarantined)) for o in outcomes}

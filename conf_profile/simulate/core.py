@@ -16,6 +16,7 @@ import pyarrow as pa
 from conf_profile.config import SimulateSettings
 from conf_profile.errors import ConfigError
 from conf_profile.intervals import Interval
+from conf_profile.layout import LakeLayout
 from conf_profile.progress import bar
 from conf_profile.schema import GOLD_SCHEMA, RAW_SCHEMAS, RAW_TABLES
 from conf_profile.simulate import events as E
@@ -28,7 +29,7 @@ from conf_profile.simulate.world import build_week
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 
-GOLD_DIR = "gold/labels"
+GOLD_DIR = LakeLayout.gold_dir
 # Columns (besides user_id) that go missing at `null_rate`, per table.
 NULLABLE = {
     "profiles": ["device_model", "ip_city"],

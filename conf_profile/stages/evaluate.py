@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from conf_profile.errors import LakeError
+from conf_profile.layout import LakeLayout
 from conf_profile.stages.context import StageContext
 
 log = logging.getLogger("conf_profile.stages")
@@ -31,7 +32,7 @@ def run(ctx: StageContext) -> dict:
         raise LakeError(f"No trained student for {ctx.interval} (train_sft has not committed).",
                         "Run the training stages first.")
     ctx.require(*[f"train_{s}" for s in trained])
-    ctx.track.dataset("gold", "gold", context="evaluation")
+    ctx.track.dataset("gold", LakeLayout.gold_root, context="evaluation")
     for rel in ctx.lake.list_files(ctx.layout.eval, suffix=".json"):
         ctx.lake.delete(rel)  # rows of an earlier attempt (a model no longer trained, an old champion)
     evaluated: list[str] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from conf_profile.errors import LakeError
+from conf_profile.layout import LakeLayout
 from conf_profile.stages.context import StageContext
 
 
@@ -15,7 +16,7 @@ def lineage_hashes(ctx: StageContext) -> dict[str, str]:
     lay = ctx.layout
     return {"raw": tracking.raw_hash(ctx.lake, ctx.interval), "clean": tracking.dataset_hash(ctx.lake, lay.clean_root),
             "documents": tracking.dataset_hash(ctx.lake, lay.documents),
-            "distill": tracking.dataset_hash(ctx.lake, lay.distill), "gold": tracking.dataset_hash(ctx.lake, "gold")}
+            "distill": tracking.dataset_hash(ctx.lake, lay.distill), "gold": tracking.dataset_hash(ctx.lake, LakeLayout.gold_root)}
 
 
 def registration_key(ctx: StageContext, hashes: dict[str, str] | None = None) -> dict[str, str]:
@@ -59,7 +60,7 @@ def run(ctx: StageContext) -> dict:
     tags["mlflow_parent_run_id"] = parent or ""
     name = ctx.settings.mlflow.model_name
     datasets = (("raw", "raw", "raw"), ("clean", lay.clean_root, "input"), ("documents", lay.documents, "input"),
-                ("distill", lay.distill, "training"), ("gold", "gold", "evaluation"))
+                ("distill", lay.distill, "training"), ("gold", LakeLayout.gold_root, "evaluation"))
     with ctx.child_run("register") as run:
         for ds_name, rel, use in datasets:
             tracking.log_dataset(ctx.lake, ds_name, rel, context=use, digest=hashes[ds_name])

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from conf_profile.intervals import Interval
+from conf_profile.layout import LakeLayout, RunLayout
 from conf_profile.schema import DOCUMENT_SCHEMA, GOLD_SCHEMA
 from conf_profile.splits import eval_mask
 from conf_profile.storage import Lake
@@ -138,9 +139,9 @@ def build_synthetic(lake: Lake, interval: Interval, tax: Taxonomy, users: int = 
     uids = [r[0] for r in rows_doc]
     docs = pa.Table.from_pylist([dict(zip(DOCUMENT_SCHEMA.names, r, strict=True)) for r in rows_doc], DOCUMENT_SCHEMA)
     gold = pa.Table.from_pylist([dict(zip(GOLD_SCHEMA.names, r, strict=True)) for r in rows_gold], GOLD_SCHEMA)
-    lake.write_committed_table(Lake.run_dir(interval, "documents"), docs)
-    lake.write_table("gold/labels/part-0.parquet", gold)
-    lake.commit("gold", ["labels/part-0.parquet"])
+    lay = RunLayout(interval)
+    lake.write_committed_table(lay.documents, docs)
+    lake.write_committed_table(LakeLayout.gold_dir, gold)
 
     # Teachers answer from the document text they read; the vote is the quasi-label.
     distill, rl = [], []
@@ -176,9 +177,9 @@ def build_synthetic(lake: Lake, interval: Interval, tax: Taxonomy, users: int = 
         stage1 = json.dumps({a: {"label": profile[a], "confidence": round(confs[a], 2)} for a in tax.names})
         rl.append({"user_id": uid, "document": doc, "stage1": stage1, "stage1_confidence": mean_c,
                    "teacher_answers": json.dumps(answers)})
-    lake.write_committed_table(Lake.run_dir(interval, "labels", "distill"), pa.Table.from_pylist(distill),
+    lake.write_committed_table(lay.distill, pa.Table.from_pylist(distill),
                                meta={"synthetic": True})
-    lake.write_committed_table(Lake.run_dir(interval, "labels", "rl_prompts"), pa.Table.from_pylist(rl),
+    lake.write_committed_table(lay.rl_prompts, pa.Table.from_pylist(rl),
                                meta={"synthetic": True})
     from conf_profile.testing import commit_stages
 
