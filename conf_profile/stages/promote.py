@@ -33,6 +33,7 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
     row = next((r for r in card["rows"] if r["name"] == f"student:{stage}"), None) or promotion.version_row(mv) or {}
     reevaluated = {m.group(1): r for r in card["rows"] if (m := re.fullmatch(r"champion:v(\d+)", r["name"]))}
     cand = promotion.Candidate(str(model_version), ctx.interval, row, (mv.tags or {}).get("gold_hash"))
+    _score_current_champion(ctx, cand, reevaluated)
     parent = tracking.find_parent(tr, ctx.run_id)
     with ctx.child_run("promote", {"force_promote": force}):
         result = promotion.promote(tr.client, name, cand, ctx.settings.mlflow.promotion, force=force,
@@ -51,6 +52,23 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
             "champion": None if champion is None else str(champion.version),
             "champion_before": result.get("champion_before"), "mlflow_run_id": parent,
             "experiment_id": tr.experiment_id, "tracking_uri": tr.tracking_uri}
+
+
+def _score_current_champion(ctx: StageContext, cand, reevaluated: dict[str, dict]) -> None:
+    """The champion may have changed since `evaluate` (a manual promotion, an overlapping run): compare with
+    the champion as it is now, scored on this interval's gold users here, inside the promotion pool."""
+    from conf_profile.registry import promotion
+    from conf_profile.stages.evaluate import _champion_row
+
+    champ = promotion.current_champion(ctx.tr, ctx.settings.mlflow.model_name)
+    if champ is None or str(champ.version) == cand.version:
+        return
+    if promotion.champion_view(champ, cand, reevaluated).row is not None:
+        return  # already scored on this gold set
+    log.info("champion is v%s since evaluate: scoring it on %s before the gate", champ.version, ctx.interval)
+    version, error = _champion_row(ctx, [])
+    if error is None and version is not None:
+        reevaluated[version] = ctx.lake.read_json(ctx.layout.eval_row(f"champion:v{version}"))
 
 
 def manual(ctx: StageContext, model_version: str | None, action: str = "promote", reason: str = "",
