@@ -224,3 +224,24 @@ def test_alias_is_reread_before_it_is_set(mlflow_tracking, tmp_path):
                           reevaluated={v1: row(40.0), v3: row(60.0)})
     assert not r["promoted"] and r["champion_before"] == v3 and _alias(tr, "champion") == v3
     assert "champion 60.00" in json.dumps(r["reasons"])
+
+
+def test_tags_describe_the_current_state_after_rollback_and_repromotion(mlflow_tracking, tmp_path):
+    tr = mlflow_tracking
+    v1 = _register(tr, tmp_path, W2, row(40.0))
+    _promote(tr, v1, W2, row(40.0))
+    v2 = _register(tr, tmp_path, W3, row(50.0))
+    _promote(tr, v2, W3, row(50.0), reeval={v1: row(40.0)})
+    assert _alias(tr, "champion") == v2
+    promotion.rollback(tr.client, NAME, reason="bad", run_id="manual__1")
+    t1, t2 = (tr.client.get_model_version(NAME, v).tags for v in (v1, v2))
+    assert t1["previous_champion"] == v2  # the rollback itself can be undone
+    assert t1["promotion_decision"] == "champion (rollback)" and "promotion_checks" not in t1  # one record
+    assert t1["promotion_dag_run_id"] == "manual__1" and "promotion_run_id" not in t1
+    assert t2["rolled_back"] == "true" and t2["promotion_decision"] == "rolled back"
+    promotion.rollback(tr.client, NAME, reason="undo")  # back to v2 via previous_champion
+    t2 = tr.client.get_model_version(NAME, v2).tags
+    assert _alias(tr, "champion") == v2 and "rolled_back" not in t2 and t2["previous_champion"] == v1
+    v3 = _register(tr, tmp_path, W3, row(10.0, ece=0.4), data="d3")
+    _promote(tr, v3, W3, row(10.0, ece=0.4), force=False, reeval={v2: row(50.0)})
+    assert "promotion_forced" not in tr.client.get_model_version(NAME, v3).tags  # nothing was promoted

@@ -199,7 +199,8 @@ def champion_view(mv: Any, candidate: Candidate, reevaluated: dict[str, dict]) -
 
 
 def promote(client: Any, name: str, candidate: Candidate, rules: PromotionSettings, *, force: bool = False,
-            reevaluated: dict[str, dict] | None = None, actor: str = "pipeline", run_id: str | None = None) -> dict:
+            reevaluated: dict[str, dict] | None = None, actor: str = "pipeline", run_id: str | None = None,
+            mlflow_run_id: str | None = None) -> dict:
     """Set `challenger`, decide, and move `champion` when the gate says so. Returns the decision as a dict."""
     version = str(candidate.version)
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -213,8 +214,7 @@ def promote(client: Any, name: str, candidate: Candidate, rules: PromotionSettin
             continue
         if decision.promote and _ver(before) != version:
             client.set_registered_model_alias(name, CHAMPION, version)
-            if before is not None:
-                client.set_model_version_tag(name, version, "previous_champion", str(before.version))
+            _set_state(client, name, version, previous=_ver(before))
             _append_history(client, name, {"version": version, "action": "promote", "by": actor,
                                            "from": _ver(before), "run": run_id, "forced": decision.forced})
         break
@@ -222,7 +222,7 @@ def promote(client: Any, name: str, candidate: Candidate, rules: PromotionSettin
         raise PromotionError(f"The champion alias of {name} kept changing during promotion of v{version}.",
                              "Another promotion is running; make sure the promote tasks share the 1-slot pool "
                              "and rerun this task.")
-    _write_decision(client, name, version, decision, actor, run_id)
+    _write_decision(client, name, version, decision, actor, run_id, mlflow_run_id)
     return _decision_dict(name, version, decision)
 
 
@@ -237,7 +237,7 @@ def promote_manual(client: Any, name: str, version: str, rules: PromotionSetting
                              "pipeline can be promoted; use rollback to name any version explicitly.")
     cand = Candidate(str(version), interval, version_row(mv) or {}, (mv.tags or {}).get("gold_hash"))
     result = promote(client, name, cand, rules, force=True, actor=actor, run_id=run_id)
-    client.set_model_version_tag(name, str(version), "promotion_manual_reason", reason[:1000])
+    client.set_model_version_tag(name, str(version), "promotion_manual_reason", reason[:1000])  # part of the record
     if not result["promoted"]:
         raise PromotionError(f"{name} v{version} was not promoted: {'; '.join(result['reasons'])}.",
                              f"To move champion back to an older model, run the rollback action with "
@@ -263,13 +263,18 @@ def rollback(client: Any, name: str, to_version: str | None = None, reason: str 
         raise PromotionError(f"The champion of {name} changed during the rollback.", "Check and rerun.")
     client.set_registered_model_alias(name, CHAMPION, target)
     stamp = _now()
-    client.set_model_version_tag(name, str(current.version), "rolled_back", "true")
-    client.set_model_version_tag(name, str(current.version), "rolled_back_at", stamp)
-    client.set_model_version_tag(name, str(current.version), "rolled_back_reason", reason[:1000] or "-")
-    client.set_model_version_tag(name, target, "promotion_decision", "champion (rollback)")
-    client.set_model_version_tag(name, target, "promotion_reasons",
-                                 f"rollback from v{current.version} by {actor}: {reason or 'no reason given'}")
-    client.set_model_version_tag(name, target, "promotion_at", stamp)
+    for k, v in (("rolled_back", "true"), ("rolled_back_at", stamp), ("rolled_back_reason", reason[:1000] or "-")):
+        client.set_model_version_tag(name, str(current.version), k, v)
+    _record(client, name, str(current.version), {
+        "promotion_decision": "rolled back", "promotion_reasons": f"rolled back to v{target} by {actor}: "
+        f"{reason or 'no reason given'}", "promotion_at": stamp, "promotion_by": actor,
+        **({"promotion_dag_run_id": run_id} if run_id else {})})
+    _record(client, name, target, {
+        "promotion_decision": "champion (rollback)", "promotion_reasons":
+        f"rollback from v{current.version} by {actor}: {reason or 'no reason given'}", "promotion_at": stamp,
+        "promotion_by": actor, "champion_before": str(current.version),
+        **({"promotion_dag_run_id": run_id} if run_id else {})})
+    _set_state(client, name, target, previous=str(current.version))  # so the rollback itself can be undone
     _append_history(client, name, {"version": target, "action": "rollback", "by": actor,
                                    "from": str(current.version), "run": run_id, "reason": reason[:200]})
     log.info("rollback of %s: champion v%s -> v%s (%s)", name, current.version, target, reason)
@@ -295,16 +300,48 @@ def _append_history(client: Any, name: str, entry: dict) -> None:
     client.set_registered_model_tag(name, HISTORY_TAG, text)
 
 
-def _write_decision(client: Any, name: str, version: str, d: Decision, actor: str, run_id: str | None) -> None:
+# The tags of one decision record: every action writes a whole record and removes what an earlier one left.
+DECISION_TAGS = ("promotion_decision", "promotion_reasons", "promotion_forced", "promotion_at", "promotion_by",
+                 "promotion_checks", "champion_before", "promotion_dag_run_id", "promotion_mlflow_run_id",
+                 "promotion_manual_reason", "promotion_run_id")
+
+
+def _record(client: Any, name: str, version: str, tags: dict[str, str]) -> None:
+    """One decision record per action: set these tags, delete decision tags of earlier actions."""
+    old = client.get_model_version(name, version).tags or {}
+    for k in DECISION_TAGS:
+        if k in old and k not in tags:
+            client.delete_model_version_tag(name, version, k)
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+
+
+def _set_state(client: Any, name: str, version: str, previous: str | None) -> None:
+    """`version` just became champion: it records the one it replaced, and is no longer `rolled_back`."""
+    old = client.get_model_version(name, version).tags or {}
+    for k in ("rolled_back", "rolled_back_at", "rolled_back_reason"):
+        if k in old:
+            client.delete_model_version_tag(name, version, k)
+    if previous is not None:
+        client.set_model_version_tag(name, version, "previous_champion", previous)
+
+
+def _write_decision(client: Any, name: str, version: str, d: Decision, actor: str, dag_run_id: str | None,
+                    mlflow_run_id: str | None = None, manual_reason: str | None = None) -> None:
     current = get_alias(client, name, CHAMPION)
     label = CHAMPION if _ver(current) == version else CHALLENGER
     tags = {"promotion_decision": label, "promotion_reasons": "; ".join(d.reasons)[:4900],
-            "promotion_forced": str(d.forced).lower(), "promotion_at": _now(), "promotion_by": actor,
-            "promotion_checks": json.dumps(d.checks), "champion_before": d.champion_before or ""}
-    if run_id:
-        tags["promotion_run_id"] = run_id
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
+            "promotion_at": _now(), "promotion_by": actor, "promotion_checks": json.dumps(d.checks),
+            "champion_before": d.champion_before or ""}
+    if d.forced and d.promote:  # forced means a check was overridden *and* the version was promoted
+        tags["promotion_forced"] = "true"
+    if dag_run_id:
+        tags["promotion_dag_run_id"] = dag_run_id
+    if mlflow_run_id:
+        tags["promotion_mlflow_run_id"] = mlflow_run_id
+    if manual_reason is not None:
+        tags["promotion_manual_reason"] = manual_reason[:1000]
+    _record(client, name, version, tags)
     log.info("promotion of %s v%s: %s (%s)", name, version, label, "; ".join(d.reasons))
 
 

@@ -37,7 +37,8 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
     parent = tracking.find_parent(tr, ctx.run_id)
     with ctx.child_run("promote", {"force_promote": force}):
         result = promotion.promote(tr.client, name, cand, ctx.settings.mlflow.promotion, force=force,
-                                   reevaluated=reevaluated, actor=f"dag_run:{ctx.run_id}", run_id=parent)
+                                   reevaluated=reevaluated, actor=f"dag_run:{ctx.run_id}", run_id=ctx.run_id,
+                                   mlflow_run_id=parent)
         mlflow.log_dict(result, "promotion.json")
         mlflow.set_tags({"promotion_decision": result["decision"], "model_version": str(model_version)})
     if parent:
