@@ -68,8 +68,19 @@ def _check_stop(stage: Stage, ctx: StageContext) -> None:
         raise StageSkipped(f"Stage {stage.name} not run: the run stops after {stop}.", "Unset stop_after to run it.")
 
 
+# Libraries whose INFO lines drown a task log (GX logs every expectation it registers).
+_NOISY = ("great_expectations", "mlflow", "urllib3", "httpx", "filelock", "datasets", "transformers", "alembic")
+
+
+def quiet_libraries() -> None:
+    """Task logs that read well: library chatter at WARNING and above, our own lines at INFO."""
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+
+
 def execute(stage: Stage, ctx: StageContext, part: str = "fn", **kwargs: Any) -> Any:
     """Run one part of a stage (`fn`, or `plan` / `commit` of a mapped stage) with everything around it."""
+    quiet_libraries()
     _check_stop(stage, ctx)
     ref = getattr(stage, part)
     try:

@@ -104,14 +104,21 @@ def stage_logger(stage: str):
     Why not report_to="mlflow": HF's MLflowCallback logs every TrainingArguments field as a run param, and
     SFT and GRPO in one run would then log e.g. `learning_rate` twice with different values, which MLflow
     rejects; unprefixed `loss` curves of both stages would also interleave."""
+    import logging
+
     from transformers import TrainerCallback
+
+    log = logging.getLogger(f"conf_profile.train.{stage}")
 
     class _StageLogger(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and mlflow_active():
+            clean = {f"{stage}/{k}": float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            if clean:  # the task log shows the loss every logging step, at INFO (no progress bars off a terminal)
+                log.info("step %d/%d: %s", state.global_step, state.max_steps,
+                         ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in clean.items()))
+            if clean and mlflow_active():
                 import mlflow
 
-                clean = {f"{stage}/{k}": float(v) for k, v in logs.items() if isinstance(v, int | float)}
                 mlflow.log_metrics(clean, step=state.global_step)
 
     return _StageLogger()
