@@ -82,5 +82,6 @@ def test_kill_9_mid_aggregate_never_mixes_votes_with_old_sets(lake):
     runner.run("label", part="commit", interval=str(IV), tracking=False)
     runner.run("aggregate", interval=str(IV), tracking=False)
     assert _killed("aggregate", after=1) == -9  # new votes written, old distillation and RL sets still there
+    assert manifest.read(lake, lay, "aggregate") is None
     with pytest.raises(StageNotReady, match="Stage aggregate has not committed"):
         runner.run("train_sft", interval=str(IV), tracking=False)
