@@ -28,6 +28,7 @@ from conf_profile.teachers.labelling import (
     shard_dir,
     shard_of,
 )
+from conf_profile.testing import commit_stages
 
 TAX = load_taxonomy()
 A = len(TAX.names)
@@ -75,6 +76,7 @@ def all_rows(lake: Lake, s: Settings) -> dict[str, pa.Table]:
 def lake(tmp_path):
     lk = Lake.open(str(tmp_path / "lake"))
     write_documents(lk)
+    commit_stages(lk, IV, "documents")  # as the documents stage would have committed them
     return lk
 
 

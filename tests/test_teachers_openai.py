@@ -162,9 +162,14 @@ def test_label_interval_with_openai_teacher_keeps_every_user(tmp_path):
         s = Settings.load(lake=lake.uri)
         s.labels.shards = 3
         s.labels.teachers = [spec(server.base_url, samples=1)]
+        from conf_profile.teachers.labelling import LabellingFailed
+
+        with pytest.raises(LabellingFailed, match="labels.max_error_share"):  # 50 % errors: an outage, not data
+            label_interval(lake, iv, s)
+        s.labels.max_error_share = 1.0  # a team that accepts any share keeps every user, errors recorded
         summary = label_interval(lake, iv, s)
     st = summary["teachers"]["remote"]
-    assert st["users"] == 12 and st["rows"] == 12 * A and st["shards_done"] == 3
+    assert st["users"] == 12 and st["rows"] == 12 * A and st["shards_done"] + st["shards_skipped"] == 3
     assert st["errors"] == 6 * A  # the 'dead' and 'badjson' users: kept as error rows
     table, _ = read_teacher_outputs(lake, iv, 3)
     assert sorted(set(table["user_id"].to_pylist())) == sorted(f"u{i}" for i in range(12))

@@ -34,7 +34,7 @@ def lake_settings(tmp_path_factory):
                      "train.rl.steps": 2, "train.rl.prompts_per_step": 2, "train.rl.num_generations": 4,
                      "train.rl.conf_band": (0.0, 1.0), "train.eval.users": 6, "train.eval.batch_size": 8,
                      "train.threads": 2})
-    lake = Lake.from_settings(settings)
+    lake = Lake.from_settings(settings, create=True)
     build_synthetic(lake, INTERVAL, load_taxonomy(), users=60, seed=3)
     return lake, settings
 
@@ -136,7 +136,7 @@ def test_lora_sft_saves_a_merged_plain_model(tmp_path):
     settings.data_dir = tmp_path
     apply(settings, {"train.lora": True, "train.lora_r": 4, "train.sft.epochs": 1.0, "train.sft.batch_size": 8,
                      "train.sft.lr": 1e-3, "train.threads": 2})
-    lake = Lake.from_settings(settings)
+    lake = Lake.from_settings(settings, create=True)
     build_synthetic(lake, INTERVAL, load_taxonomy(), users=30, seed=5)
     summary = train_sft(lake, INTERVAL, settings)
     files = set(lake.manifest(Lake.run_dir(INTERVAL, "models", "sft"))["files"])

@@ -109,11 +109,8 @@ def _has_raw(lake) -> bool:
 
 
 def _may_simulate(args: argparse.Namespace, settings) -> bool:
-    """Only when asked, or on the embedded default (no --lake, no lake setting, the default data folder)."""
-    from conf_profile.config import Settings
-
-    default_dir = Settings.model_fields["data_dir"].default
-    return bool(args.simulate) or (settings.lake is None and Path(settings.data_dir) == default_dir)
+    """Only when asked, or on the embedded default lake (<data_dir>/lake): never into a lake the user named."""
+    return bool(args.simulate) or settings.lake is None
 
 
 def cmd_run(args: argparse.Namespace) -> Result:
