@@ -151,8 +151,8 @@ def test_report_card(lake_world):
                "per_attribute": {}}
     lake.write_json(Lake.run_dir(IV, "eval", "student-sft.json"), student)
     rep = report_interval(lake, IV, settings)
-    assert set(rep) == {"interval", "eval_users", "rows", "calibration"}
-    assert rep["interval"] == str(IV) and rep["eval_users"] > 0
+    assert set(rep) == {"interval", "reference", "eval_users", "rows", "calibration"}
+    assert rep["interval"] == str(IV) and rep["eval_users"] > 0 and rep["reference"] == "gold"
     names = [r["name"] for r in rep["rows"]]
     assert names == [f"teacher:{t}" for t in TEACHERS] + ["vote:majority", "vote:weighted", "vote:calibrated",
                                                           "student:sft"]
@@ -174,8 +174,10 @@ def test_report_card(lake_world):
 def test_clear_errors(lake_world):
     lake, settings, _ = lake_world
     aggregate_interval(lake, IV, settings)
-    lake.delete("gold")
-    with pytest.raises(LakeError, match="evaluation needs a gold set"):
+    lake.delete("gold")  # gold is optional: the report is then scored on the quasi-labels
+    assert report_interval(lake, IV, settings)["reference"] == "quasi-labels"
+    lake.delete(Lake.run_dir(IV, "labels", "votes", "_manifest.json"))
+    with pytest.raises(LakeError, match="votes"):
         report_interval(lake, IV, settings)
     lake.delete(Lake.run_dir(IV, "teachers", "lexicon_all", "shard-0", "_manifest.json"))
     with pytest.raises(LakeError, match="lexicon_all/shard-0"):
@@ -190,6 +192,6 @@ def test_cli_aggregate_and_report_json(lake_world, capsys):
     assert main(["report", "--lake", lake.uri, "--interval", str(IV), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out.pop("ok") is True
-    assert set(out) == {"interval", "eval_users", "rows", "calibration"}
+    assert set(out) == {"interval", "reference", "eval_users", "rows", "calibration"}
     assert main(["aggregate", "--lake", lake.uri, "--interval", str(IV)]) == 0
     assert "distillation set" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from conf_profile.config.sections import (
     ComputeSettings,
     DocumentSettings,
     EvalSettings,
+    EvaluationSettings,
     LabelSettings,
     MlflowSettings,
     PromotionSettings,
@@ -44,7 +45,7 @@ from conf_profile.config.teachers import (
 from conf_profile.errors import ConfigError
 
 __all__ = [
-    "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "HFTeacher",
+    "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "EvaluationSettings", "HFTeacher",
     "LabelSettings", "LexiconTeacher", "MlflowSettings", "OpenAITeacher", "PromotionSettings", "RLSettings",
     "S3Settings", "SFTSettings", "Settings", "SimulateSettings", "TeacherSpec", "TrainSettings", "VLLMTeacher",
     "ValidationSettings",
@@ -69,6 +70,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -199,10 +199,22 @@ class ComputeSettings(Strict):
     inference_batch_size: int = Field(64, ge=1)  # users per generate() call in the daily inference DAG
 
 
+class EvaluationSettings(Strict):
+    """The evaluation split (`splits.Split`): a hash of the (salted) user id puts `share` of the users in the
+    held-out evaluation set that no student trains on. The empty salt is the historical split; a new salt
+    draws new evaluation users (docs/labels.md, "Without gold")."""
+
+    share: float = Field(0.2, gt=0, lt=1)
+    salt: str = ""
+
+
 class PromotionSettings(Strict):
     f1_margin: float = 0.5  # points
     ece_limit: float = Field(0.10, ge=0, le=1)
     attribute_drop_tolerance: float = Field(3.0, ge=0)  # points
+    # A week without gold: "hold" keeps the champion (the new model is challenger only); "quasi_labels"
+    # applies the rules above to rows scored on the quasi-labels (the calibrated vote on the evaluation users).
+    without_gold: Literal["hold", "quasi_labels"] = "hold"
 
 
 class MlflowSettings(Strict):

@@ -2,8 +2,9 @@
 students are all scored by `score`, so their report-card rows are comparable.
 
 Definitions (docs/labels.md has the reasoning):
-- Scored users: evaluation-split users (`splits.eval_mask`) with a gold label for the attribute (and, when
-  `users` is given, in that set). A missing prediction is an abstention.
+- Scored users: evaluation-split users (`splits.Split`, as configured) with a reference label for the attribute
+  (and, when `users` is given, in that set). A missing prediction is an abstention. The reference is gold, or
+  without gold the quasi-labels (`gold.read_reference`); the code is the same.
 - Single-label: `unknown`, a missing row, or a label outside the taxonomy is an abstention (no positive
   prediction: it costs recall, not precision). Macro-F1 averages per-class F1 over the classes that occur in
   the gold labels or the predictions (a class nobody has and nobody predicts is undefined, not 0).
@@ -15,6 +16,8 @@ Definitions (docs/labels.md has the reasoning):
   Attributes without any gold label are left out of both means (their F1 is null).
 - ECE: 10 equal-width bins over [0, 1] (the last one closed) of (confidence, correct) pairs of non-abstained
   predictions with a confidence; per attribute and pooled over attributes (the row's "ece").
+- Label-free (`label_free`, no reference needed): coverage = share of (user, attribute) predictions that are
+  not abstentions, per attribute and overall; the confidence histogram of those answers (same 10 bins).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conf_profile.splits import eval_mask
+from conf_profile.splits import Split
 from conf_profile.taxonomy import Taxonomy
 
 N_BINS = 10
@@ -133,21 +136,49 @@ def score_attribute(pred: pa.Table, gold: pa.Table, users: pa.Array, classes: li
     )
 
 
-def eval_users(gold: pa.Table, users: pa.Array | list[str] | None = None) -> pa.Array:
+def eval_users(gold: pa.Table, users: pa.Array | list[str] | None = None, split: Split | None = None) -> pa.Array:
     """Sorted evaluation-split users that have gold labels (and are in `users`, when given)."""
     uniq = pc.unique(pc.cast(gold["user_id"], pa.string()).combine_chunks())
     if users is not None:
         allowed = pa.array(users, pa.string()) if not isinstance(users, pa.Array) else users
         uniq = uniq.filter(pc.is_in(uniq, value_set=allowed))
-    uniq = uniq.filter(pa.array(eval_mask(uniq)))
+    uniq = uniq.filter(pa.array((split or Split()).mask(uniq)))
     return uniq.take(pc.sort_indices(uniq))
 
 
+def label_free(pred: pa.Table, taxonomy: Taxonomy, users: pa.Array | list[str],
+               n_bins: int = N_BINS) -> dict:
+    """Metrics that need no reference: coverage of `users` x attributes (a missing row is an abstention) and
+    the confidence histogram of the answers (`n_bins` equal-width bins over [0, 1], the last one closed)."""
+    allowed = pa.array(users, pa.string()) if not isinstance(users, pa.Array) else pc.cast(users, pa.string())
+    n = len(allowed)
+    per: dict[str, float | None] = {}
+    confs = []
+    p_attr = pc.cast(pred["attribute"], pa.string()) if pred.num_rows else pa.array([], pa.string())
+    for attr in taxonomy.attributes:
+        t = pred.filter(pc.equal(p_attr, attr.name))
+        t = t.filter(pc.is_in(pc.cast(t["user_id"], pa.string()), value_set=allowed))
+        u, member = _matrix(t, allowed, attr.classes, not attr.is_multi)
+        answered = member.any(axis=1)
+        users_answered = np.unique(u[answered]) if len(u) else np.zeros(0)
+        per[attr.name] = _r(len(users_answered) / n, 4) if n else None
+        c = pc.fill_null(pc.cast(t["confidence"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        c = c[answered] if len(c) else c
+        confs.append(c[~np.isnan(c)])
+    conf = np.clip(np.concatenate(confs) if confs else np.zeros(0), 0.0, 1.0)
+    hist = np.bincount(np.minimum((conf * n_bins).astype(np.int64), n_bins - 1), minlength=n_bins)
+    covs = [v for v in per.values() if v is not None]
+    return {"users": n, "coverage": _r(float(np.mean(covs)), 4) if covs else None, "per_attribute": per,
+            "confidence_histogram": [int(x) for x in hist], "mean_confidence": _r(float(conf.mean()), 4)
+            if len(conf) else None}
+
+
 def score_detailed(pred: pa.Table, gold: pa.Table, taxonomy: Taxonomy, name: str = "",
-                   valid_rate: float | None = None,
-                   users: pa.Array | list[str] | None = None) -> tuple[dict, dict[str, Reliability]]:
-    """The report-card row and the reliability bins (per attribute and "overall")."""
-    scored = eval_users(gold, users)
+                   valid_rate: float | None = None, users: pa.Array | list[str] | None = None,
+                   split: Split | None = None) -> tuple[dict, dict[str, Reliability]]:
+    """The report-card row and the reliability bins (per attribute and "overall"); `gold` is the reference
+    (gold labels or quasi-labels) and `split` the configured evaluation split (default: the default split)."""
+    scored = eval_users(gold, users, split)
     per: dict[str, dict] = {}
     rel: dict[str, Reliability] = {}
     f1s, covs = [], []
@@ -184,10 +215,10 @@ def score_detailed(pred: pa.Table, gold: pa.Table, taxonomy: Taxonomy, name: str
 
 
 def score(pred: pa.Table, gold: pa.Table, taxonomy: Taxonomy, name: str = "", valid_rate: float | None = None,
-          users: pa.Array | list[str] | None = None) -> dict:
+          users: pa.Array | list[str] | None = None, split: Split | None = None) -> dict:
     """Report-card row {"name", "f1", "coverage", "ece"[, "valid_rate"], "per_attribute"} for long-form
     predictions (user_id, attribute, label list<string>, confidence) against GOLD_SCHEMA labels."""
-    return score_detailed(pred, gold, taxonomy, name, valid_rate, users)[0]
+    return score_detailed(pred, gold, taxonomy, name, valid_rate, users, split)[0]
 
 
 def _r(x: float | None, nd: int) -> float | None:

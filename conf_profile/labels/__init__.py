@@ -23,7 +23,7 @@ from conf_profile.labels.io import read_documents, read_teacher_outputs
 from conf_profile.labels.predictions import teacher_predictions
 from conf_profile.labels.records import label_lists, merged_rationale, profile_json, teacher_answers_json
 from conf_profile.layout import RunLayout
-from conf_profile.splits import eval_mask
+from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 
@@ -46,7 +46,7 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
     docs = read_documents(lake, interval)
     b = encode(answers, taxonomy, ls.teachers, users=docs["user_id"].combine_chunks(),
                keep_rationale=ls.include_rationale)
-    is_eval = eval_mask(b.users)
+    is_eval = Split.of(settings).mask(b.users)  # the configured split (evaluation.share, evaluation.salt)
 
     gold = None
     n_dev = 0

@@ -15,13 +15,19 @@ def row_metrics(row: dict, prefix: str | None = None) -> dict[str, float]:
         for k in ("f1", "coverage", "ece"):
             if isinstance((m or {}).get(k), int | float):
                 out[f"{p}.{k}.{attr}"] = float(m[k])
+    lf = row.get("label_free") or {}
+    for k in ("coverage", "mean_confidence"):
+        if isinstance(lf.get(k), int | float):
+            out[f"{p}.label_free.{k}"] = float(lf[k])
     return out
 
 
 def card_metrics(card: dict) -> dict[str, float]:
+    """Every row's metrics, except the row that is the reference itself (vote:calibrated without gold)."""
     out: dict[str, float] = {}
     for row in card.get("rows", []):
-        out.update(row_metrics(row))
+        if not row.get("is_reference"):
+            out.update(row_metrics(row))
     return out
 
 

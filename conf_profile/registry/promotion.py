@@ -12,6 +12,10 @@ Rules, in order:
    same interval with the same gold labels. Without either, the metric check fails: we do not compare
    numbers measured on different users.
 4. No champion yet: the first model becomes champion when its ECE is within the limit.
+5. No gold set for the interval (the report card's reference is the quasi-labels): `without_gold: hold` (the
+   default) keeps the champion (and a first model does not become champion either); `quasi_labels` applies
+   rules 3 and 4 to the rows scored on the quasi-labels (candidate and champion on the same reference: the
+   champion re-evaluated in the same card). `force_promote` overrides `hold` like any metric rule.
 
 Every decision is written to the version's tags (`promotion_decision`, `promotion_reasons`, ...) and logged.
 The alias is re-read right before it is set; if another promotion moved it meanwhile, the decision is made
@@ -28,6 +32,7 @@ from typing import Any
 
 from conf_profile.config import PromotionSettings
 from conf_profile.errors import ConfProfileError
+from conf_profile.gold import GOLD
 from conf_profile.intervals import Interval
 
 log = logging.getLogger("conf_profile.registry")
@@ -49,6 +54,7 @@ class Candidate:
     interval: Interval
     row: dict[str, Any]  # report-card row (f1, ece, coverage, per_attribute)
     gold_hash: str | None = None
+    reference: str = GOLD  # what the row was scored against: "gold" or "quasi-labels" (the report card's)
 
 
 @dataclass
@@ -96,6 +102,18 @@ def decide(candidate: Candidate, champion: ChampionView | None, rules: Promotion
             "a backfill never replaces a newer champion" if older else
             f"interval {candidate.interval} is not older than champion v{champion.version}'s {champion.interval}")
 
+    # Without gold: the label-free rule (a metric rule: force_promote overrides it, and says so).
+    if candidate.reference != GOLD:
+        where = f"no gold set for {candidate.interval}"
+        if rules.without_gold == "hold":
+            checks["gold"] = False
+            reasons.append(f"{where}: the label-free rule 'hold' keeps the champion" + (
+                " (there is no champion yet: this first model stays challenger until a week with gold or "
+                "`mlflow.promotion.without_gold: quasi_labels`)" if champion is None else ""))
+        else:
+            reasons.append(f"{where}: the label-free rule 'quasi_labels' applies the metric rules to rows "
+                           f"scored on the {candidate.reference}")
+
     # Metric rules.
     f1, ece = _num(candidate.row.get("f1")), _num(candidate.row.get("ece"))
     if ece is None:
@@ -126,7 +144,8 @@ def decide(candidate: Candidate, champion: ChampionView | None, rules: Promotion
     metrics_ok = all(v for k, v in checks.items() if k != "interval")
     promote = checks["interval"] and (metrics_ok or force)
     if force and not metrics_ok and checks["interval"]:
-        reasons.append("force_promote: metric checks overridden")
+        reasons.append("force_promote: metric checks overridden" + (
+            " (and the label-free rule 'hold')" if checks.get("gold") is False else ""))
     elif force and not checks["interval"]:
         reasons.append("force_promote does not override the interval rule")
     return Decision(promote, reasons, checks, force and not metrics_ok,
@@ -192,7 +211,7 @@ def champion_view(mv: Any, candidate: Candidate, reevaluated: dict[str, dict]) -
         return ChampionView(str(mv.version), interval, reevaluated[str(mv.version)],
                             f"re-evaluated on {candidate.interval}")
     tags = mv.tags or {}
-    same_gold = candidate.gold_hash is not None and tags.get("gold_hash") == candidate.gold_hash
+    same_gold = candidate.gold_hash not in (None, "none") and tags.get("gold_hash") == candidate.gold_hash
     if interval == candidate.interval and same_gold:
         return ChampionView(str(mv.version), interval, version_row(mv), "registered metrics, same interval")
     return ChampionView(str(mv.version), interval, None, "none")
@@ -235,7 +254,8 @@ def promote_manual(client: Any, name: str, version: str, rules: PromotionSetting
     if interval is None:
         raise PromotionError(f"{name} v{version} has no data_interval tag.", "Only versions registered by the "
                              "pipeline can be promoted; use rollback to name any version explicitly.")
-    cand = Candidate(str(version), interval, version_row(mv) or {}, (mv.tags or {}).get("gold_hash"))
+    tags = mv.tags or {}
+    cand = Candidate(str(version), interval, version_row(mv) or {}, tags.get("gold_hash"), tags.get("reference", GOLD))
     result = promote(client, name, cand, rules, force=True, actor=actor, run_id=run_id)
     client.set_model_version_tag(name, str(version), "promotion_manual_reason", reason[:1000])  # part of the record
     if not result["promoted"]:

@@ -1,5 +1,6 @@
-"""Stage evaluate: score the students this run trained (and the current champion, on the same gold users,
-for the gate), build the report card, log card, table, per-attribute metrics and reliability diagrams."""
+"""Stage evaluate: score the students this run trained (and the current champion, on the same users and
+reference, for the gate), build the report card, log card, table, per-attribute metrics and reliability
+diagrams. Without gold the reference is the quasi-labels (`gold.read_reference`); the card says so."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def run(ctx: StageContext) -> dict:
         raise LakeError(f"No trained student for {ctx.interval} (train_sft has not committed).",
                         "Run the training stages first.")
     ctx.require(*[f"train_{s}" for s in trained])
-    ctx.track.dataset("gold", LakeLayout.gold_root, context="evaluation")
+    from conf_profile.gold import has_gold
+
+    if has_gold(ctx.lake):
+        ctx.track.dataset("gold", LakeLayout.gold_root, context="evaluation")
     for rel in ctx.lake.list_files(ctx.layout.eval, suffix=".json"):
         ctx.lake.delete(rel)  # rows of an earlier attempt (a model no longer trained, an old champion)
     evaluated: list[str] = []
@@ -51,6 +55,7 @@ def run(ctx: StageContext) -> dict:
     ctx.track.lake_folder(ctx.layout.plots, "plots", suffix=".png")
     metrics = card_metrics(card)
     ctx.track.metrics(metrics)
+    ctx.track.tags({"reference": card["reference"]})
     candidate = next((f"student:{s}" for s in ("rl", "sft") if s in trained), None)
     row = next((r for r in card["rows"] if r["name"] == candidate), None)
     if row and ctx.tracking:
@@ -60,7 +65,8 @@ def run(ctx: StageContext) -> dict:
         if parent:
             tracking.log_parent_metrics(ctx.tr, parent, row_metrics(row, prefix="student"))
             tracking.log_parent_metrics(ctx.tr, parent, metrics)
-    return {"stage": "evaluate", "interval": str(ctx.interval), "eval_users": card.get("eval_users"),
+    return {"stage": "evaluate", "interval": str(ctx.interval), "reference": card["reference"],
+            "eval_users": card.get("eval_users"),
             "report_uri": ctx.lake.uri_of(ctx.layout.report), "candidate": candidate,
             "rows": [{k: r.get(k) for k in ("name", "f1", "coverage", "ece", "valid_rate")} for r in card["rows"]],
             "evaluated": evaluated, "champion_evaluated": champion_version if champion_error is None else None,
@@ -68,7 +74,8 @@ def run(ctx: StageContext) -> dict:
 
 
 def _champion_row(ctx: StageContext, evaluated: list[str]) -> tuple[str | None, str | None]:
-    """Re-evaluate the current champion on this interval's gold users (the gate compares like with like)."""
+    """Re-evaluate the current champion on this interval's users and reference (the gate compares like with
+    like)."""
     from conf_profile.registry.promotion import current_champion
     from conf_profile.train.evaluate import evaluate_model
 

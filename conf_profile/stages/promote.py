@@ -32,7 +32,8 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
     stage = (mv.tags or {}).get("student_stage", "rl")
     row = next((r for r in card["rows"] if r["name"] == f"student:{stage}"), None) or promotion.version_row(mv) or {}
     reevaluated = {m.group(1): r for r in card["rows"] if (m := re.fullmatch(r"champion:v(\d+)", r["name"]))}
-    cand = promotion.Candidate(str(model_version), ctx.interval, row, (mv.tags or {}).get("gold_hash"))
+    cand = promotion.Candidate(str(model_version), ctx.interval, row, (mv.tags or {}).get("gold_hash"),
+                               card.get("reference", promotion.GOLD))
     _score_current_champion(ctx, cand, reevaluated)
     parent = tracking.find_parent(tr, ctx.run_id)
     with ctx.child_run("promote", {"force_promote": force}):

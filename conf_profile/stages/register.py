@@ -1,5 +1,6 @@
 """Stage register: the student (RL when GRPO committed, else SFT) as an MLflow model version, idempotently:
-a version is keyed by (interval, code, data, config) and a rerun with the same key reuses it."""
+a version is keyed by (interval, code, data, config) and a rerun with the same key reuses it. Without gold
+the gold hash is "none" (no gold dataset is logged) and the version's `reference` tag says "quasi-labels"."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ from conf_profile.errors import LakeError
 from conf_profile.layout import LakeLayout
 from conf_profile.stages.context import StageContext
 
+NO_GOLD = "none"
+
 
 def lineage_hashes(ctx: StageContext) -> dict[str, str]:
+    from conf_profile.gold import has_gold
     from conf_profile.registry import tracking
 
     lay = ctx.layout
+    gold = tracking.dataset_hash(ctx.lake, LakeLayout.gold_root) if has_gold(ctx.lake) else NO_GOLD
     return {"raw": tracking.raw_hash(ctx.lake, ctx.interval), "clean": tracking.dataset_hash(ctx.lake, lay.clean_root),
             "documents": tracking.dataset_hash(ctx.lake, lay.documents),
-            "distill": tracking.dataset_hash(ctx.lake, lay.distill), "gold": tracking.dataset_hash(ctx.lake, LakeLayout.gold_root)}
+            "distill": tracking.dataset_hash(ctx.lake, lay.distill), "gold": gold}
 
 
 def registration_key(ctx: StageContext, hashes: dict[str, str] | None = None) -> dict[str, str]:
@@ -54,7 +59,7 @@ def run(ctx: StageContext) -> dict:
             "dataset_hashes": json.dumps({k: v[:16] for k, v in hashes.items()}, sort_keys=True),
             "gold_hash": hashes["gold"][:32], "student_stage": stage, "student_base": ctx.settings.train.student,
             "model_lake_uri": ctx.lake.uri_of(lay.model(stage)), "eval_users": str(card.get("eval_users")),
-            **version_metric_tags(row)}
+            "reference": card.get("reference", "gold"), **version_metric_tags(row)}
     tr = ctx.tr
     parent = tracking.find_parent(tr, ctx.run_id)
     tags["mlflow_parent_run_id"] = parent or ""
@@ -63,6 +68,8 @@ def run(ctx: StageContext) -> dict:
                 ("distill", lay.distill, "training"), ("gold", LakeLayout.gold_root, "evaluation"))
     with ctx.child_run("register") as run:
         for ds_name, rel, use in datasets:
+            if hashes[ds_name] == NO_GOLD:
+                continue  # no gold this week: nothing to log as the evaluation dataset
             tracking.log_dataset(ctx.lake, ds_name, rel, context=use, digest=hashes[ds_name])
             if parent:  # the DAG run's parent shows the whole lineage too
                 tracking.log_dataset(ctx.lake, ds_name, rel, context=use, digest=hashes[ds_name], parent_run_id=parent)

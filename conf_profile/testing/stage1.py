@@ -21,7 +21,7 @@ import pyarrow as pa
 from conf_profile.intervals import Interval
 from conf_profile.layout import LakeLayout, RunLayout
 from conf_profile.schema import DOCUMENT_SCHEMA, GOLD_SCHEMA
-from conf_profile.splits import eval_mask
+from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy
 
@@ -83,8 +83,9 @@ def _latent(rng: np.random.Generator, tax: Taxonomy) -> dict[str, str | list[str
 
 
 def build_synthetic(lake: Lake, interval: Interval, tax: Taxonomy, users: int = 2000, seed: int = 7,
-                    n_teachers: int = 4) -> SyntheticSummary:
-    """Write documents, gold, labels/distill and labels/rl_prompts for `interval` into `lake`."""
+                    n_teachers: int = 4, split: Split | None = None) -> SyntheticSummary:
+    """Write documents, gold, labels/distill and labels/rl_prompts for `interval` into `lake` (evaluation users
+    by `split`, the default split unless given: pass `Split.of(settings)` when the settings change it)."""
     rng = np.random.default_rng(seed)
     used: set[str] = set()
     cues = {a.name: {c: _words(rng, 8, used) for c in a.classes} for a in tax.attributes}
@@ -145,7 +146,7 @@ def build_synthetic(lake: Lake, interval: Interval, tax: Taxonomy, users: int = 
 
     # Teachers answer from the document text they read; the vote is the quasi-label.
     distill, rl = [], []
-    is_eval = eval_mask(uids)
+    is_eval = (split or Split()).mask(uids)
     for (uid, doc, *_), ev in zip(rows_doc, is_eval, strict=True):
         blocks = dict(part.partition("\n")[::2] for part in ("\n" + doc).split("\n## ")[1:])
         answers: dict[str, list[list]] = {a.name: [] for a in tax.attributes}

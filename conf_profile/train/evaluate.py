@@ -17,13 +17,14 @@ import pyarrow as pa
 
 from conf_profile import progress
 from conf_profile.config import Settings
-from conf_profile.evaluate.metrics import score
+from conf_profile.evaluate.metrics import label_free, score
 from conf_profile.intervals import Interval
+from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy, load_taxonomy
 from conf_profile.teachers.parse import parse_answer
 from conf_profile.train import runtime, student
-from conf_profile.train.data import eval_users, messages
+from conf_profile.train.data import eval_reference, messages
 from conf_profile.train.rewards import Rollout, parse_rollout, quasi_ground_truth
 
 PRED_SCHEMA = pa.schema([("user_id", pa.string()), ("attribute", pa.string()),
@@ -92,17 +93,18 @@ def predictions(user_ids: list[str], rollouts: list[Rollout], taxonomy: Taxonomy
                                 schema=PRED_SCHEMA)
 
 
-def sampled_metrics(user_ids: list[str], samples: list[list[str]], gold: pa.Table, taxonomy: Taxonomy) -> dict:
+def sampled_metrics(user_ids: list[str], samples: list[list[str]], gold: pa.Table, taxonomy: Taxonomy,
+                    split: Split | None = None) -> dict:
     """avg@k (mean F1 of single samples) and maj@k (confidence-weighted vote of the k samples per user)."""
     k = len(samples[0])
     parsed = [[parse_rollout(s, taxonomy) for s in per_user] for per_user in samples]
-    singles = [score(predictions(user_ids, [p[j] for p in parsed], taxonomy), gold, taxonomy, users=user_ids)
-               for j in range(k)]
+    singles = [score(predictions(user_ids, [p[j] for p in parsed], taxonomy), gold, taxonomy, users=user_ids,
+                     split=split) for j in range(k)]
     voted = []
     for per_user in parsed:
         q = quasi_ground_truth(per_user, taxonomy)
         voted.append(Rollout({a: v.label for a, v in q.items()}, {a: v.share for a, v in q.items()}, True))
-    maj = score(predictions(user_ids, voted, taxonomy), gold, taxonomy, users=user_ids)
+    maj = score(predictions(user_ids, voted, taxonomy), gold, taxonomy, users=user_ids, split=split)
     eces = [s["ece"] for s in singles if s["ece"] is not None]
     return {"k": k, "avg_f1": round(float(np.mean([s["f1"] for s in singles])), 2),
             "avg_ece": round(float(np.mean(eces)), 4) if eces else None, "maj_f1": maj["f1"], "maj_ece": maj["ece"]}
@@ -115,7 +117,8 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     t0 = time.perf_counter()
     runtime.setup_torch(settings)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    docs, gold = eval_users(lake, interval, settings.train.eval.users)
+    split = Split.of(settings)
+    docs, gold, reference = eval_reference(lake, interval, settings.train.eval.users, split)
     user_ids = docs.column("user_id").to_pylist()
     path = _resolve(model, lake, interval, settings)
     mdl, tok = student.load(path)
@@ -128,13 +131,15 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     parsed = [parse_answer(t[0], taxonomy, confidence="probability") for t in texts]
     valid_rate = float(np.mean([p.ok for p in parsed]))  # valid JSON, every attribute present and in taxonomy
     rollouts = [Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in parsed]
-    row = score(predictions(user_ids, rollouts, taxonomy), gold, taxonomy, name=name, valid_rate=valid_rate,
-                users=user_ids)
+    pred = predictions(user_ids, rollouts, taxonomy)
+    row = score(pred, gold, taxonomy, name=name, valid_rate=valid_rate, users=user_ids, split=split)
+    row["reference"] = reference  # gold or quasi-labels (gold.read_reference); the report card checks it
+    row["label_free"] = label_free(pred, taxonomy, user_ids)
     k = settings.train.eval.samples if samples is None else samples
     if k:
         sampled = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval.batch_size,
                            samples=k, desc=f"sample {name} x{k}")
-        row["sampling"] = sampled_metrics(user_ids, sampled, gold, taxonomy)
+        row["sampling"] = sampled_metrics(user_ids, sampled, gold, taxonomy, split)
     rel = Lake.run_dir(interval, "eval", row_file(name))
     lake.write_json(rel, row)
     runtime.log_metrics({k: row[k] for k in ("f1", "ece", "coverage", "valid_rate") if row.get(k) is not None},

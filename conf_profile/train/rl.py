@@ -18,6 +18,7 @@ from conf_profile import progress
 from conf_profile.config import Settings
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
+from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train import runtime, student
@@ -121,7 +122,7 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     runtime.setup_torch(settings)
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    table, dropped_eval = load_rl_prompts(lake, interval)
+    table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
     kept, filt = difficulty_filter(table, ts.rl.conf_band)
     if kept.num_rows < ts.rl.prompts_per_step:
         raise ConfProfileError(

@@ -19,6 +19,7 @@ from conf_profile import progress
 from conf_profile.config import Settings
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
+from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.train import runtime, student
 from conf_profile.train.data import SYSTEM_PROMPT, load_distill, messages
@@ -86,7 +87,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     t0 = time.perf_counter()
     runtime.setup_torch(settings)
     ts = settings.train
-    table, dropped_eval = load_distill(lake, interval)
+    table, dropped_eval = load_distill(lake, interval, Split.of(settings))
     rows = sorted(table.select(["user_id", "document", "target"]).to_pylist(), key=lambda r: r["user_id"])
     if not rows:
         raise ConfProfileError(f"The distillation set of {interval} has no training users.",
