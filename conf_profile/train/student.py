@@ -40,6 +40,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, mlp=384, vocab=4096),
     "small": Preset(hidden=256, layers=4, heads=4, kv_heads=2, head_dim=64, mlp=768, vocab=8192),
+    # ~95 M parameters: a GPU smoke-test student (scripts/gpu-check.sh), big enough for vLLM and ZeRO-2 to matter.
+    "gpu100m": Preset(hidden=768, layers=12, heads=12, kv_heads=4, head_dim=64, mlp=2304, vocab=16384,
+                      max_positions=2048),
 }
 STAGES = ("base", "sft", "rl")
 
