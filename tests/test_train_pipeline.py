@@ -19,7 +19,7 @@ from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train.evaluate import evaluate_model
 from conf_profile.train.rl import train_rl
-from conf_profile.train.select import choose_student
+from conf_profile.train.select import choose_student, read_selection, version_tags
 from conf_profile.train.sft import accelerate_command, train_sft
 from conf_profile.train.synthetic import build_synthetic
 
@@ -107,6 +107,8 @@ def test_sft_rl_evaluate_end_to_end(lake_settings):
     best = max(choice["scores"], key=lambda k: (choice["scores"][k]["score"], k == "sft"))
     assert choice["stage"] == best
     assert lake.read_json(Lake.run_dir(INTERVAL, "models", "selection.json"))["stage"] == choice["stage"]
+    tags = version_tags(read_selection(lake, INTERVAL))
+    assert tags["student_stage"] == choice["stage"] and {"selection.sft_score", "selection.rl_score"} <= set(tags)
     voted = evaluate_model(lake, INTERVAL, settings, "sft", "student:sft-vote", answer_samples=2)["rows"][0]
     assert voted["answer"]["samples"] == 2 and 0.0 <= voted["f1"] <= 100.0
 

@@ -76,3 +76,18 @@ def choose_student(lake: Lake, interval: Interval, settings: Settings, min_gain:
     lake.write_json(rel, out)
     runtime.log_metrics({f"select.{s}.score": v["score"] for s, v in scores.items()})
     return {**out, "path": lake.uri_of(rel)}
+
+
+def read_selection(lake: Lake, interval: Interval) -> dict | None:
+    """The committed selection of `interval`, or None when choose_student has not run."""
+    rel = selection_path(interval)
+    return lake.read_json(rel) if lake.exists(rel) else None
+
+
+def version_tags(selection: dict) -> dict[str, str]:
+    """MLflow version tags for the register stage: which stage was chosen and both validation scores."""
+    tags = {"student_stage": selection["stage"], "selection.reason": selection.get("reason", ""),
+            "selection.val_users": str(selection.get("val_users", 0))}
+    for stage, res in selection.get("scores", {}).items():
+        tags[f"selection.{stage}_score"] = str(res["score"])
+    return tags

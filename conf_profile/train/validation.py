@@ -86,7 +86,7 @@ def score_rollouts(vset: ValidationSet, rollouts: list[Rollout]) -> dict:
             if attr in r.labels:
                 confs.append(r.confidences.get(attr, 0.0))
                 agrees.append(agree)
-    valid = float(np.mean([len(r.labels) == len(q) and r.has_json for q, r in zip(vset.quasi, rollouts, strict=True)]))
+    valid = float(np.mean([r.has_json and set(q) <= set(r.labels) for q, r in zip(vset.quasi, rollouts, strict=True)]))
     quasi_ece = ece(np.array(confs), np.array(agrees) >= 0.5) if confs else None
     return {"score": round(num / den, 4) if den else 0.0, "agreement": round(hits / n, 4) if n else 0.0,
             "quasi_ece": None if quasi_ece is None else round(quasi_ece, 4), "valid_rate": round(valid, 4),
