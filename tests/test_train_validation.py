@@ -93,10 +93,11 @@ def test_k_sample_vote_is_confidence_weighted():
     ]
     voted = ev.vote_answers(per_user, TAX)
     assert voted[0].labels["gender"] == "male"
-    assert voted[0].confidences["gender"] == pytest.approx(1.2 / 2.1)
+    assert voted[0].confidences["gender"] == pytest.approx(1.2 / 3)  # mean confidence, the dissenter counts 0
     assert voted[0].labels["interests"] == ["gaming"]  # 1.4 of 2.1 name gaming, 0.7 music: below half
     assert voted[1].labels["gender"] == "female"  # one sure sample outweighs two unsure ones
-    assert voted[1].confidences["gender"] == pytest.approx(0.9 / 1.3)
+    assert voted[1].confidences["gender"] == pytest.approx(0.9 / 3)
+    assert voted[0].confidences["interests"] == pytest.approx(1.4 / 3)  # exact set match for multi-label
     assert voted[2].labels["age_group"] == "old" and voted[2].has_json  # an unparsable sample does not vote
 
 

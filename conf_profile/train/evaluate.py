@@ -80,14 +80,23 @@ def generate(model, tok, documents: list[str], max_new_tokens: int, batch_size: 
 
 def vote_answers(samples: list[list[Rollout]], taxonomy: Taxonomy) -> list[Rollout]:
     """Self-consistency: per user, the confidence-weighted vote over its k parsed samples (the GRPO
-    quasi-ground truth without teachers); the winner's vote share is the answer's confidence. An attribute
-    no sample answered stays unanswered (an abstention)."""
+    quasi-ground truth without teachers). The answer's confidence is the mean stated confidence of the k
+    samples, a sample that disagrees with the answer (or did not answer) counting 0 — the rule the report
+    uses for sampled teachers. Why not the vote share: a sharp student's k samples mostly agree, so the share
+    is ~1 whatever their stated confidence (measured: ECE 0.37 instead of 0.06). An attribute no sample
+    answered stays unanswered (an abstention)."""
     out = []
     for per_user in samples:
         q = quasi_ground_truth(per_user, taxonomy)
-        out.append(Rollout({a: v.label for a, v in q.items()}, {a: v.share for a, v in q.items()},
-                           any(r.has_json for r in per_user)))
+        k = max(1, len(per_user))
+        conf = {a: sum(r.confidences.get(a, 0.0) for r in per_user
+                       if a in r.labels and _same(r.labels[a], v.label)) / k for a, v in q.items()}
+        out.append(Rollout({a: v.label for a, v in q.items()}, conf, any(r.has_json for r in per_user)))
     return out
+
+
+def _same(label, winner) -> bool:
+    return sorted(label) == sorted(winner) if isinstance(winner, list) else label == winner
 
 
 def answer(model, tok, documents: list[str], taxonomy: Taxonomy, max_new_tokens: int, batch_size: int = 64,
