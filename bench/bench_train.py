@@ -6,7 +6,8 @@ Each number is a median over steps (or batches) of one run, with a baseline meas
   (same model config, same examples) — the split decides how many tokens every example and answer costs;
 - GRPO: ours vs TRL's default LM head on CPU, seconds per step (prompts_per_step x num_generations rollouts)
   and rollout tokens/s, from the student after the SFT steps above (a barely trained student writes long rollouts: this is close to the worst case);
-- evaluation: length-sorted batched greedy generation vs one user at a time.
+- evaluation: length-sorted batched greedy generation vs one user at a time;
+- self-consistency: answering with the confidence-weighted vote over k=4 samples vs greedy (users/s).
 Data: a small simulated lake run through the real Stage-1 commands (simulate .. aggregate).
 Run: `python -m bench.bench_train [--users N]` (prints one JSON object; the load average is part of it,
 because this machine is shared and numbers under load are slower).
@@ -35,7 +36,7 @@ from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train import runtime, student
 from conf_profile.train.data import eval_users, load_distill, messages
-from conf_profile.train.evaluate import answer_budget, generate
+from conf_profile.train.evaluate import answer, answer_budget, generate
 from conf_profile.train.rewards import ConfidenceRewards
 from conf_profile.train.rl import _dataset as rl_dataset
 from conf_profile.train.rl import grpo_config
@@ -170,6 +171,27 @@ def generation(model_dir: Path, lake: Lake, interval, settings: Settings, users:
             "speedup": round(len(texts) / batched * statistics.median(one), 1), "max_new_tokens": budget}
 
 
+def self_consistency(model_dir: Path, lake: Lake, interval, settings: Settings, users: int, k: int = 4,
+                     repeats: int = 3) -> dict:
+    """The cost of answering with the k-sample vote (train.eval.answer_samples: k) vs greedy: users/s
+    (median of `repeats`) of evaluate.answer over the same users, and the ratio."""
+    tax = load_taxonomy(settings.taxonomy_path)
+    docs, _ = eval_users(lake, interval, users)
+    texts = docs.column("document").to_pylist()
+    model, tok = student.load(model_dir)
+    budget = answer_budget(tok, tax)
+    out = {}
+    for name, n in (("greedy", 1), (f"vote_k{k}", k)):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            answer(model, tok, texts, tax, budget, settings.train.eval.batch_size, answer_samples=n)
+            times.append(time.perf_counter() - t)
+        out[f"{name}_users_per_s"] = round(len(texts) / statistics.median(times), 1)
+    out["cost_ratio"] = round(out["greedy_users_per_s"] / out[f"vote_k{k}_users_per_s"], 2)
+    return {"users": len(texts), "k": k, **out}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=1000)
@@ -200,6 +222,7 @@ def main() -> None:
         out["grpo"] = {"ours": grpo_ours, "trl_cpu_head_baseline": grpo_trl,
                        "speedup_vs_trl_cpu_head": round(grpo_trl["median_step_s"] / grpo_ours["median_step_s"], 2)}
         out["generation"] = generation(root / "sft-ours" / "final", lake, interval, settings, 128, 16)
+        out["self_consistency"] = self_consistency(root / "sft-ours" / "final", lake, interval, settings, 128)
     out["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=2))
 

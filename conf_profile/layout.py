@@ -134,6 +134,11 @@ class RunLayout:
     def rl_model(self) -> str:
         return self.model("rl")
 
+    @property
+    def selection(self) -> str:
+        """Which trained student is registered, chosen without labels (train/select.py)."""
+        return self.path("models", "selection.json")
+
     # evaluate
     @property
     def eval(self) -> str:

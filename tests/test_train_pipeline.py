@@ -20,6 +20,7 @@ from conf_profile.taxonomy import load_taxonomy
 from conf_profile.testing.stage1 import build_synthetic
 from conf_profile.train.evaluate import evaluate_model
 from conf_profile.train.rl import train_rl
+from conf_profile.train.select import choose_student, read_selection, version_tags
 from conf_profile.train.sft import accelerate_command, train_sft
 
 INTERVAL = Interval.parse("2026-11-16..2026-11-23")
@@ -81,7 +82,8 @@ def test_sft_rl_evaluate_end_to_end(lake_settings):
         files = lake.manifest(Lake.run_dir(INTERVAL, "models", stage))["files"]
         assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= set(files)
     meta = lake.manifest(Lake.run_dir(INTERVAL, "models", "sft"))["meta"]
-    assert {"base", "epochs", "steps", "train_users"} <= set(meta)
+    assert {"base", "epochs", "steps", "train_users", "schedule", "best_step", "val_score"} <= set(meta)
+    assert meta["schedule"]["mode"] == "epochs" and sft["validation"]["history"]  # validated at the end at least
 
     rl = train_rl(lake, INTERVAL, settings)
     assert rl["steps"] == 2 and rl["difficulty_filter"]["kept"] == rl["prompts_kept"] > 0
@@ -97,6 +99,18 @@ def test_sft_rl_evaluate_end_to_end(lake_settings):
         assert row["ece"] is None or 0.0 <= row["ece"] <= 1.0  # None: the model never answered anything
         assert set(row["per_attribute"]) == set(load_taxonomy().names)
         assert lake.read_json(Lake.run_dir(INTERVAL, "eval", f"student-{stage}.json")) == json.loads(json.dumps(row))
+        png = lake.read_bytes(Lake.run_dir(INTERVAL, "plots", f"reliability_student-{stage}.png"))
+        assert png.startswith(b"\x89PNG") and out["plot"].endswith(f"reliability_student-{stage}.png")
+
+    choice = choose_student(lake, INTERVAL, settings)
+    assert choice["stage"] in ("sft", "rl") and set(choice["scores"]) == {"sft", "rl"}
+    best = max(choice["scores"], key=lambda k: (choice["scores"][k]["score"], k == "sft"))
+    assert choice["stage"] == best
+    assert lake.read_json(Lake.run_dir(INTERVAL, "models", "selection.json"))["stage"] == choice["stage"]
+    tags = version_tags(read_selection(lake, INTERVAL))
+    assert tags["student_stage"] == choice["stage"] and {"selection.sft_score", "selection.rl_score"} <= set(tags)
+    voted = evaluate_model(lake, INTERVAL, settings, "sft", "student:sft-vote", answer_samples=2)["rows"][0]
+    assert voted["answer"]["samples"] == 2 and 0.0 <= voted["f1"] <= 100.0
 
     smp = evaluate_model(lake, INTERVAL, settings, "rl", "student:rl-sampled", samples=2)["rows"][0]["sampling"]
     assert smp["k"] == 2 and {"avg_f1", "maj_f1", "avg_ece", "maj_ece"} <= set(smp)

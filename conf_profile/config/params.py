@@ -30,7 +30,10 @@ RUN_PARAMS: tuple[RunParam, ...] = (
              "Document shards per teacher; each (teacher, shard) is one mapped task."),
     RunParam("student", "train.student", "Student",
              "Student preset (tiny, small), a checkpoint path or a models:/ URI."),
-    RunParam("sft_epochs", "train.sft.epochs", "SFT epochs", "Passes over the distillation set."),
+    RunParam("sft_epochs", "train.sft.epochs", "SFT epochs",
+             "0: by compute budget (train.sft.budget_examples); > 0: fixed epochs."),
+    RunParam("sft_budget", "train.sft.budget_examples", "SFT budget",
+             "Example-passes of SFT when sft_epochs is 0 (steps follow the data size; docs/training.md)."),
     RunParam("rl_steps", "train.rl.steps", "GRPO steps", "0 skips GRPO: the SFT student is registered."),
 )
 BY_NAME = {p.name: p for p in RUN_PARAMS}

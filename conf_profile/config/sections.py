@@ -119,11 +119,23 @@ class LabelSettings(Strict):
 class SFTSettings(Strict):
     """Stage 2.1, supervised distillation (TRL SFTTrainer)."""
 
-    epochs: float = Field(5.0, gt=0)  # CPU default sized for `make run` (~5.5 min on 2 cores); docs/training.md
+    # Schedule by compute budget, not epochs (a fixed epoch count tuned on 6,000 users starves smaller weeks):
+    # steps = max(min_steps, ceil(min(budget_examples, max_epochs x train users) / batch_size)).
+    budget_examples: int = Field(24000, ge=1)  # example-passes (= 5 epochs of the default week, ~5.5 min CPU)
+    max_epochs: float = Field(12.0, gt=0)  # cap for small weeks; early stopping ends overfitting runs sooner
+    min_steps: int = Field(200, ge=1)  # floor so that a tiny week still gets enough updates
+    epochs: float = Field(0.0, ge=0)  # >0: the old fixed-epoch schedule (overrides the budget; comparisons)
     lr: float = Field(1e-2, gt=0)  # measured: 1e-2 > 3e-3 (46.9 vs 44.7 F1 at 3 epochs; docs/training.md)
     batch_size: int = Field(8, ge=1)
     max_length: int = Field(1024, ge=16)  # tokens per example (document + answer); longer ones are dropped, counted
     save_steps: int = Field(50, ge=1)  # checkpoint every N steps (resume after a crash)
+    # Label-free validation (train/validation.py): held-out distillation users, scored by confidence-weighted
+    # agreement with their Stage-1 quasi-labels; the best-scoring step is kept, patience stops the run early.
+    val_share: float = Field(0.05, ge=0, lt=1)  # share of distillation users held out (by user id); 0 = off
+    val_users: int = Field(256, ge=0)  # at most this many of them are scored (first by id); 0 = all
+    val_every: int = Field(250, ge=1)  # steps between validations (and once at the end)
+    patience: int = Field(3, ge=0)  # stop after this many validations without improvement; 0 = never stop early
+    min_delta: float = Field(0.001, ge=0)  # an improvement smaller than this does not reset patience
 
 
 class RLSettings(Strict):
@@ -143,6 +155,7 @@ class RLSettings(Strict):
     reward: Literal["confidence", "random"] = "confidence"  # "random" is the control experiment
     prior_power: float = Field(0.0, ge=0)  # >0: quasi-GT class = argmax vote / prior^power (docs/training.md)
     reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # agreement, format, calibration
+    val_every: int = Field(20, ge=0)  # label-free validation every N steps, best step kept; 0 = keep the last
 
 
 class EvalSettings(Strict):
@@ -151,6 +164,10 @@ class EvalSettings(Strict):
     users: int = Field(0, ge=0)  # first N gold eval users by id; 0 = all of them (the users teachers are scored on)
     batch_size: int = Field(64, ge=1)
     samples: int = Field(0, ge=0)  # >0: also report avg@k / maj@k over k sampled answers (T=1)
+    # Self-consistency: >1 answers with the confidence-weighted vote over k sampled answers instead of greedy.
+    answer_samples: int = Field(1, ge=1)
+    answer_temperature: float = Field(0.7, gt=0)  # sampling temperature of those k answers
+    plots: bool = True  # reliability diagram of every evaluated student under runs/<key>/plots/
 
 
 class TrainSettings(Strict):

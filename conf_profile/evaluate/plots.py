@@ -79,3 +79,25 @@ def _png(fig) -> bytes:
 def slug(name: str) -> str:
     """Row name -> file-name part: "vote:calibrated" -> "vote-calibrated"."""
     return "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
+
+
+def history_png(points: list[tuple[str, float | None, float | None]], title: str = "Champion history") -> bytes:
+    """Headline F1 (left axis, points) and ECE (right axis) per week, for [(interval, f1, ece)] in the
+    order given (oldest first): the champion's record over weeks. A missing value leaves a gap."""
+    labels = [str(p[0]) for p in points]
+    x = np.arange(len(points))
+    f1 = np.array([np.nan if p[1] is None else float(p[1]) for p in points])
+    ece = np.array([np.nan if p[2] is None else float(p[2]) for p in points])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(points) + 2), 3.5))
+    ax.plot(x, f1, "o-", color="tab:blue", label="F1")
+    ax.set_ylabel("headline F1", color="tab:blue")
+    ax.set_ylim(0, 100)
+    ax2 = ax.twinx()
+    ax2.plot(x, ece, "s--", color="tab:red", label="ECE")
+    ax2.set_ylabel("ECE", color="tab:red")
+    ax2.set_ylim(0, max(0.2, float(np.nanmax(ece)) * 1.2) if np.isfinite(ece).any() else 0.2)
+    ax.set_xticks(x)
+    ax.set_xticklabels([lab.split("..")[0] for lab in labels], rotation=30, ha="right", fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.subplots_adjust(left=0.12, right=0.86, bottom=0.28, top=0.9)
+    return _png(fig)

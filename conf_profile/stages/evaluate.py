@@ -46,7 +46,12 @@ def run(ctx: StageContext) -> dict:
         evaluate_model(ctx.lake, ctx.interval, ctx.settings, stage, f"student:{stage}")
         evaluated.append(f"student:{stage}")
     champion_version, champion_error = _champion_row(ctx, evaluated)
+    from conf_profile.train.select import choose_student
+
+    selection = choose_student(ctx.lake, ctx.interval, ctx.settings, stages=trained)  # label-free: SFT vs RL
     card = report_interval(ctx.lake, ctx.interval, ctx.settings)
+    card["selection"] = {k: selection.get(k) for k in ("stage", "scores", "reason", "val_users")}
+    ctx.lake.write_json(ctx.layout.report, card)
     ctx.track.dict(card, "report_card.json")
     if ctx.track._on():
         import mlflow
@@ -56,7 +61,7 @@ def run(ctx: StageContext) -> dict:
     metrics = card_metrics(card)
     ctx.track.metrics(metrics)
     ctx.track.tags({"reference": card["reference"]})
-    candidate = next((f"student:{s}" for s in ("rl", "sft") if s in trained), None)
+    candidate = f"student:{selection['stage']}"
     row = next((r for r in card["rows"] if r["name"] == candidate), None)
     if row and ctx.tracking:
         from conf_profile.registry import tracking
@@ -69,7 +74,8 @@ def run(ctx: StageContext) -> dict:
             "eval_users": card.get("eval_users"),
             "report_uri": ctx.lake.uri_of(ctx.layout.report), "candidate": candidate,
             "rows": [{k: r.get(k) for k in ("name", "f1", "coverage", "ece", "valid_rate")} for r in card["rows"]],
-            "evaluated": evaluated, "champion_evaluated": champion_version if champion_error is None else None,
+            "evaluated": evaluated, "selected": selection["stage"], "selection_scores": selection.get("scores"),
+            "champion_evaluated": champion_version if champion_error is None else None,
             "champion_error": champion_error}
 
 

@@ -42,8 +42,12 @@ def run(ctx: StageContext) -> dict:
     from conf_profile.train import runtime
 
     ctx.require("evaluate")
+    from conf_profile.train.select import read_selection
+
     trained = trained_stages(ctx)
-    stage = next((s for s in ("rl", "sft") if s in trained), None)
+    selection = read_selection(ctx.lake, ctx.interval)  # chosen without labels by the evaluate stage
+    stage = selection["stage"] if selection and selection["stage"] in trained else \
+        next((s for s in ("rl", "sft") if s in trained), None)
     if stage is None:
         raise LakeError(f"No trained student to register for {ctx.interval}.", "Run the training stages first.")
     card = ctx.lake.read_json(ctx.layout.report)

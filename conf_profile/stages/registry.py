@@ -64,7 +64,7 @@ STAGES: tuple[Stage, ...] = (
           doc="SFT of the student"),
     Stage("train_rl", "train_rl", f"{_M}.train:rl", reads=("aggregate", "train_sft"), writes=("rl_model",), record=f"{_M}.train:record",
           doc="confidence-guided GRPO"),
-    Stage("evaluate", "evaluate", f"{_M}.evaluate:run", reads=("aggregate",), writes=("eval", "report"),
+    Stage("evaluate", "evaluate", f"{_M}.evaluate:run", reads=("aggregate",), writes=("eval", "report", "selection"),
           doc="students and the champion on the gold eval users; the report card"),
     Stage("register", "register", f"{_M}.register:run", reads=("evaluate",), tracked=False,
           doc="the student as an MLflow model version (idempotent)"),

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from conf_profile import progress
 from conf_profile.config import Settings
-from conf_profile.evaluate.metrics import label_free, score
+from conf_profile.evaluate.metrics import label_free, score, score_detailed
 from conf_profile.intervals import Interval
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
@@ -57,7 +57,7 @@ def generate(model, tok, documents: list[str], max_new_tokens: int, batch_size: 
     prompts = [tok.apply_chat_template(messages(d), tokenize=False, add_generation_prompt=True) for d in documents]
     order = np.argsort([len(p) for p in prompts], kind="stable")
     out: list[list[str]] = [[] for _ in prompts]
-    tok.padding_side = "left"
+    side, tok.padding_side = tok.padding_side, "left"  # restored below: a trainer may share this tokenizer
     n = max(samples, 1)
     step = max(1, batch_size // n)
     bar = progress.bar(desc, total=len(prompts), unit="user")
@@ -75,7 +75,43 @@ def generate(model, tok, documents: list[str], max_new_tokens: int, batch_size: 
             out[i] = texts[j * n:(j + 1) * n]
         bar.update(len(idx))
     bar.close()
+    tok.padding_side = side
     return out
+
+
+def vote_answers(samples: list[list[Rollout]], taxonomy: Taxonomy) -> list[Rollout]:
+    """Self-consistency: per user, the confidence-weighted vote over its k parsed samples (the GRPO
+    quasi-ground truth without teachers). The answer's confidence is the mean stated confidence of the k
+    samples, a sample that disagrees with the answer (or did not answer) counting 0 — the rule the report
+    uses for sampled teachers. Why not the vote share: a sharp student's k samples mostly agree, so the share
+    is ~1 whatever their stated confidence (measured: ECE 0.37 instead of 0.06). An attribute no sample
+    answered stays unanswered (an abstention)."""
+    out = []
+    for per_user in samples:
+        q = quasi_ground_truth(per_user, taxonomy)
+        k = max(1, len(per_user))
+        conf = {a: sum(r.confidences.get(a, 0.0) for r in per_user
+                       if a in r.labels and _same(r.labels[a], v.label)) / k for a, v in q.items()}
+        out.append(Rollout({a: v.label for a, v in q.items()}, conf, any(r.has_json for r in per_user)))
+    return out
+
+
+def _same(label, winner) -> bool:
+    return sorted(label) == sorted(winner) if isinstance(winner, list) else label == winner
+
+
+def answer(model, tok, documents: list[str], taxonomy: Taxonomy, max_new_tokens: int, batch_size: int = 64,
+           answer_samples: int = 1, temperature: float = 0.7, desc: str = "answer") -> tuple[list[Rollout], list[str], float]:
+    """The student's answers as parsed Rollouts: greedy (answer_samples=1) or the confidence-weighted vote
+    over `answer_samples` sampled answers at `temperature`. Also returns one raw text per user (the first)
+    and the valid rate (share of users whose (first) answer parsed whole). Inference can call this."""
+    k = answer_samples if answer_samples > 1 else 0
+    texts = generate(model, tok, documents, max_new_tokens, batch_size, samples=k, temperature=temperature, desc=desc)
+    parsed = [[parse_answer(t, taxonomy, confidence="probability") for t in per] for per in texts]
+    valid = float(np.mean([np.mean([p.ok for p in per]) for per in parsed])) if parsed else 0.0
+    rollouts = [[Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in per] for per in parsed]
+    answers = [r[0] for r in rollouts] if not k else vote_answers(rollouts, taxonomy)
+    return answers, [t[0] for t in texts], valid
 
 
 def predictions(user_ids: list[str], rollouts: list[Rollout], taxonomy: Taxonomy) -> pa.Table:
@@ -100,10 +136,7 @@ def sampled_metrics(user_ids: list[str], samples: list[list[str]], gold: pa.Tabl
     parsed = [[parse_rollout(s, taxonomy) for s in per_user] for per_user in samples]
     singles = [score(predictions(user_ids, [p[j] for p in parsed], taxonomy), gold, taxonomy, users=user_ids,
                      split=split) for j in range(k)]
-    voted = []
-    for per_user in parsed:
-        q = quasi_ground_truth(per_user, taxonomy)
-        voted.append(Rollout({a: v.label for a, v in q.items()}, {a: v.share for a, v in q.items()}, True))
+    voted = vote_answers(parsed, taxonomy)
     maj = score(predictions(user_ids, voted, taxonomy), gold, taxonomy, users=user_ids, split=split)
     eces = [s["ece"] for s in singles if s["ece"] is not None]
     return {"k": k, "avg_f1": round(float(np.mean([s["f1"] for s in singles])), 2),
@@ -111,9 +144,11 @@ def sampled_metrics(user_ids: list[str], samples: list[list[str]], gold: pa.Tabl
 
 
 def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: str, name: str,
-                   samples: int | None = None) -> dict:
+                   samples: int | None = None, answer_samples: int | None = None) -> dict:
     """Score `model` (a stage name, path or MLflow URI; see student.resolve) on the eval users; write its
-    report-card row to runs/<key>/eval/<name>.json; return {interval, eval_users, rows: [row], ...}."""
+    report-card row to runs/<key>/eval/<name>.json and its reliability diagram to runs/<key>/plots/;
+    return {interval, eval_users, rows: [row], plot, ...}. `answer_samples` (default
+    train.eval.answer_samples) > 1 answers with the k-sample vote; `samples` adds avg@k / maj@k."""
     t0 = time.perf_counter()
     runtime.setup_torch(settings)
     taxonomy = load_taxonomy(settings.taxonomy_path)
@@ -125,16 +160,19 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     if runtime.has_gpu():
         mdl = mdl.to("cuda")
     budget = answer_budget(tok, taxonomy)
-    texts = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval.batch_size,
-                     desc=f"evaluate {name}")
+    es = settings.train.eval
+    k_answer = es.answer_samples if answer_samples is None else answer_samples
+    rollouts, texts, valid_rate = answer(mdl, tok, docs.column("document").to_pylist(), taxonomy, budget,
+                                         es.batch_size, k_answer, es.answer_temperature, desc=f"evaluate {name}")
     gen_s = time.perf_counter() - t0
-    parsed = [parse_answer(t[0], taxonomy, confidence="probability") for t in texts]
-    valid_rate = float(np.mean([p.ok for p in parsed]))  # valid JSON, every attribute present and in taxonomy
-    rollouts = [Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in parsed]
+    # valid_rate: valid JSON, every attribute present and in taxonomy (mean over the k samples when voting)
     pred = predictions(user_ids, rollouts, taxonomy)
-    row = score(pred, gold, taxonomy, name=name, valid_rate=valid_rate, users=user_ids, split=split)
+    row, rels = score_detailed(pred, gold, taxonomy, name=name, valid_rate=valid_rate, users=user_ids, split=split)
     row["reference"] = reference  # gold or quasi-labels (gold.read_reference); the report card checks it
     row["label_free"] = label_free(pred, taxonomy, user_ids)
+    if k_answer > 1:
+        row["answer"] = {"samples": k_answer, "temperature": es.answer_temperature}
+    plot = reliability_plot(lake, interval, name, rels) if es.plots else None
     k = settings.train.eval.samples if samples is None else samples
     if k:
         sampled = generate(mdl, tok, docs.column("document").to_pylist(), budget, settings.train.eval.batch_size,
@@ -145,8 +183,24 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     runtime.log_metrics({k: row[k] for k in ("f1", "ece", "coverage", "valid_rate") if row.get(k) is not None},
                         prefix=f"{name.replace(':', '.')}.")
     return {"interval": str(interval), "eval_users": len(user_ids), "rows": [row], "model": model,
-            "path": lake.uri_of(rel), "max_new_tokens": budget, "generate_s": round(gen_s, 1), "seconds": round(time.perf_counter() - t0, 1),
-            "example_output": texts[0][0][:400] if texts else ""}
+            "path": lake.uri_of(rel), "plot": plot, "max_new_tokens": budget, "generate_s": round(gen_s, 1),
+            "seconds": round(time.perf_counter() - t0, 1), "example_output": texts[0][:400] if texts else ""}
+
+
+def plot_file(name: str) -> str:
+    """runs/<key>/plots/ file of a row's reliability diagram (the report card's naming)."""
+    from conf_profile.evaluate.plots import slug
+
+    return f"reliability_{slug(name)}.png"
+
+
+def reliability_plot(lake: Lake, interval: Interval, name: str, rels: dict) -> str:
+    """Write the row's reliability diagram (overall + per attribute) to runs/<key>/plots/; return its URI."""
+    from conf_profile.evaluate.plots import reliability_png
+
+    rel = Lake.run_dir(interval, "plots", plot_file(name))
+    lake.write_bytes(rel, reliability_png(rels, name))
+    return lake.uri_of(rel)
 
 
 def _resolve(model: str, lake: Lake, interval: Interval, settings: Settings):
@@ -154,4 +208,4 @@ def _resolve(model: str, lake: Lake, interval: Interval, settings: Settings):
             student.model_dir(interval, "base")):
         model = settings.train.student  # a pretrained checkpoint is its own base
     return student.resolve(model, settings, lake, interval, cache=runtime.work_dir(settings, interval, f"eval-{model}"
-                           if model in student.STAGES else "eval-model"))
+                           if model in student.MODEL_STAGES else "eval-model"))

@@ -21,8 +21,8 @@ from conf_profile.intervals import Interval
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
-from conf_profile.train import runtime, student
-from conf_profile.train.data import load_rl_prompts, messages
+from conf_profile.train import runtime, student, validation
+from conf_profile.train.data import load_distill, load_rl_prompts, messages
 from conf_profile.train.evaluate import answer_budget
 from conf_profile.train.rewards import ConfidenceRewards, class_priors
 
@@ -57,6 +57,14 @@ def stage1_voters(profile: str | None) -> str:
     prof = json.loads(profile) if profile else {}
     return json.dumps({attr: [[v["label"], 1.0, 1.0]] for attr, v in prof.items()
                        if isinstance(v, dict) and v.get("label") not in (None, [])})
+
+
+def validation_set(lake: Lake, interval: Interval, settings: Settings) -> validation.ValidationSet:
+    """The SFT stage's label-free validation users (same share, same users), from labels/distill."""
+    table, _ = load_distill(lake, interval)
+    rows = table.select(["user_id", "document", "target"]).to_pylist()
+    _, val_rows = validation.split_rows(rows, settings.train.sft.val_share)
+    return validation.build_set(val_rows, load_taxonomy(settings.taxonomy_path), settings.train.sft.val_users)
 
 
 def _dataset(table: pa.Table, voters: str = "teachers"):
@@ -123,6 +131,8 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
     table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
+    held = validation.validation_mask(table.column("user_id"), ts.sft.val_share)
+    table = table.filter(pa.array(~held))  # the label-free validation users never train, in SFT or here
     kept, filt = difficulty_filter(table, ts.rl.conf_band)
     if kept.num_rows < ts.rl.prompts_per_step:
         raise ConfProfileError(
@@ -136,8 +146,11 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl.prior_power > 0 else None
     rewards = ConfidenceRewards(taxonomy, ts.rl.teacher_vote_weight, control=ts.rl.reward == "random", seed=ts.seed,
                                 priors=priors, prior_power=ts.rl.prior_power)
+    vset = validation_set(lake, interval, settings) if ts.rl.val_every else None
+    val_cb = validation.validation_callback(vset, tok, taxonomy, ts.rl.val_every, 0, 0.0,
+                                            ts.eval.batch_size) if vset is not None and len(vset) else None
     trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=_dataset(kept, ts.rl.voters),
-                          processing_class=tok, callbacks=[runtime.stage_logger("rl")])
+                          processing_class=tok, callbacks=[runtime.stage_logger("rl"), *([val_cb] if val_cb else [])])
     params = {"rl.steps": ts.rl.steps, "rl.lr": ts.rl.lr, "rl.num_generations": ts.rl.num_generations,
               "rl.prompts_per_step": ts.rl.prompts_per_step, "rl.conf_band": list(ts.rl.conf_band),
               "rl.teacher_vote_weight": ts.rl.teacher_vote_weight, "rl.voters": ts.rl.voters, "rl.beta": ts.rl.beta,
@@ -146,15 +159,21 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     runtime.log_params(params)
     runtime.quiet_stdout(trainer)
     result = trainer.train()
+    val = None
+    if val_cb is not None:
+        val_cb.restore(trainer.model)  # the best validated RL step, not necessarily the last
+        val = val_cb.summary()
 
     meta = {"base": "sft", "steps": trainer.state.global_step, "prompts_kept": filt["kept"],
+            "best_step": val["best_step"] if val else trainer.state.global_step,
+            "val_score": (val["best"] or {}).get("score") if val else None, "held_out_users": int(held.sum()),
             "prompts_dropped": filt["candidates"] - filt["kept"], **{k.split(".", 1)[1]: v for k, v in params.items()}}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "rl"), meta, sft_path)
     logs = [h for h in trainer.state.log_history if "reward" in h]
     curve = {k: [round(h[k], 4) for h in logs if k in h] for k in
              ("reward", "rewards/agreement/mean", "rewards/format/mean", "rewards/calibration/mean", "entropy")}
     summary = {"stage": "rl", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "rl")),
-               **meta, "difficulty_filter": filt, "dropped_eval_users": dropped_eval,
+               **meta, "difficulty_filter": filt, "dropped_eval_users": dropped_eval, "validation": val,
                "reward_first": curve["reward"][0] if curve["reward"] else None,
                "reward_last": curve["reward"][-1] if curve["reward"] else None, "curves": curve,
                "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),

@@ -21,7 +21,8 @@ from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
-from conf_profile.train import runtime, student
+from conf_profile.taxonomy import load_taxonomy
+from conf_profile.train import runtime, student, validation
 from conf_profile.train.data import SYSTEM_PROMPT, load_distill, messages
 
 ACCELERATE_CONFIGS = ("single_gpu", "zero2", "zero3")
@@ -39,6 +40,23 @@ def fingerprint(rows: list[dict], settings: Settings) -> str:
     shaping["preset"] = repr(student.PRESETS.get(ts.student))  # a preset's architecture is part of its identity
     h.update(json.dumps(shaping, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def schedule(train_examples: int, settings: Settings) -> dict:
+    """Optimizer steps for `train_examples`: by compute budget (train.sft.budget_examples example-passes,
+    at most max_epochs passes, at least min_steps steps), or the fixed train.sft.epochs when that is > 0.
+
+    Why a budget: a fixed epoch count tuned on one week's size gives a smaller week proportionally fewer
+    updates (measured: 5 epochs at 2,500 users fell 10 F1 short of 6,000 users; docs/training.md), while
+    the attributes that need a rare token to be found (city tier) only appear after enough updates."""
+    sft = settings.train.sft
+    n = max(1, train_examples)
+    if sft.epochs > 0:
+        steps, mode = math.ceil(sft.epochs * n / sft.batch_size), "epochs"
+    else:
+        passes = min(float(sft.budget_examples), sft.max_epochs * n)
+        steps, mode = max(sft.min_steps, math.ceil(passes / sft.batch_size)), "budget"
+    return {"mode": mode, "steps": steps, "epochs": round(steps * sft.batch_size / n, 2)}
 
 
 def prepare_base(lake: Lake, interval: Interval, settings: Settings, rows: list[dict]) -> Path:
@@ -92,24 +110,34 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     if not rows:
         raise ConfProfileError(f"The distillation set of {interval} has no training users.",
                                "Check the aggregate stage's output (labels/distill).")
-    base = prepare_base(lake, interval, settings, rows)
+    train_rows, val_rows = validation.split_rows(rows, ts.sft.val_share)
+    if not train_rows:
+        raise ConfProfileError(f"train.sft.val_share {ts.sft.val_share} leaves no training users in {interval}.",
+                               "Lower train.sft.val_share.")
+    base = prepare_base(lake, interval, settings, rows)  # tokenizer of every row: the same as before the split
     model, tok = student.load(base, for_training=True)
-    dataset, too_long = _dataset(rows, tok, ts.sft.max_length)
+    dataset, too_long = _dataset(train_rows, tok, ts.sft.max_length)
+    vset = validation.build_set(val_rows, load_taxonomy(settings.taxonomy_path), ts.sft.val_users)
+    sched = schedule(len(dataset), settings)
 
     work = runtime.work_dir(settings, interval, "sft")
     ckpt_dir = work / "checkpoints"
     fp = fingerprint(rows, settings)
     marker = work / "fingerprint"
+    best_file = work / "validation.pt"
     if not resume or not marker.exists() or marker.read_text() != fp:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # checkpoints of other data/settings: never resume them
+        best_file.unlink(missing_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(fp)
     last = get_last_checkpoint(str(ckpt_dir)) if resume else None
 
+    if last is None:
+        best_file.unlink(missing_ok=True)  # a fresh start must not inherit another attempt's best weights
     steps_per_epoch = math.ceil(len(dataset) / ts.sft.batch_size)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
-        num_train_epochs=ts.sft.epochs,
+        max_steps=sched["steps"],
         per_device_train_batch_size=ts.sft.batch_size,
         learning_rate=ts.sft.lr,
         lr_scheduler_type="cosine",
@@ -128,21 +156,34 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
         dataloader_num_workers=0,
         **runtime.device_args(),
     )
+    val_cb = validation.validation_callback(
+        vset, tok, load_taxonomy(settings.taxonomy_path), ts.sft.val_every, ts.sft.patience, ts.sft.min_delta,
+        settings.train.eval.batch_size, state_file=best_file) if len(vset) else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                         peft_config=student.lora_config(settings), callbacks=[runtime.stage_logger("sft"), *(callbacks or [])])
-    runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.epochs": ts.sft.epochs,
-                        "sft.lr": ts.sft.lr, "sft.batch_size": ts.sft.batch_size, "sft.train_users": len(dataset)})
+                         peft_config=student.lora_config(settings),
+                         callbacks=[runtime.stage_logger("sft"), *([val_cb] if val_cb else []), *(callbacks or [])])
+    runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.schedule": sched["mode"],
+                        "sft.steps": sched["steps"], "sft.epochs": sched["epochs"], "sft.lr": ts.sft.lr,
+                        "sft.batch_size": ts.sft.batch_size, "sft.train_users": len(dataset),
+                        "sft.val_users": len(vset)})
     runtime.quiet_stdout(trainer)
     result = trainer.train(resume_from_checkpoint=last)
+    val = None
+    if val_cb is not None:
+        val_cb.restore(trainer.model)  # keep the best validated weights, not the last ones
+        val = val_cb.summary()
+        runtime.log_metrics({"sft.val_score": (val["best"] or {}).get("score", 0.0)})
 
-    meta = {"base": ts.student, "lora": ts.lora, "epochs": ts.sft.epochs, "steps": trainer.state.global_step,
-            "train_users": len(dataset), "fingerprint": fp}
+    meta = {"base": ts.student, "lora": ts.lora, "schedule": sched, "epochs": sched["epochs"],
+            "steps": trainer.state.global_step, "train_users": len(dataset), "val_users": len(vset),
+            "best_step": val["best_step"] if val else trainer.state.global_step,
+            "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, base)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
         "stage": "sft", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "sft")),
         **meta, "resumed_from": Path(last).name if last else None, "dropped_eval_users": dropped_eval,
-        "dropped_too_long": too_long, "final_loss": losses[-1] if losses else None,
+        "dropped_too_long": too_long, "final_loss": losses[-1] if losses else None, "validation": val,
         "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
         "seconds": round(time.perf_counter() - t0, 1),
     }

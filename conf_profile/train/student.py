@@ -40,8 +40,11 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, mlp=384, vocab=4096),
     "small": Preset(hidden=256, layers=4, heads=4, kv_heads=2, head_dim=64, mlp=768, vocab=8192),
+    # ~95 M parameters: a GPU smoke-test student (scripts/gpu-check.sh), big enough for vLLM and ZeRO-2 to matter.
+    "gpu100m": Preset(hidden=768, layers=12, heads=12, kv_heads=4, head_dim=64, mlp=2304, vocab=16384,
+                      max_positions=2048),
 }
-STAGES = ("base", "sft", "rl")
+MODEL_STAGES = ("base", "sft", "rl")  # this run's model folders (not the pipeline's stages)
 
 
 class ModelNotFound(ConfProfileError):
@@ -81,7 +84,7 @@ def build_preset(name: str, texts: list[str], out_dir: Path, seed: int = 13) -> 
 def resolve(ref: str, settings: Settings, lake: Lake | None = None, interval: Interval | None = None,
             cache: Path | None = None) -> Path:
     """A local HF model folder for a model reference (see module docstring). Presets are not resolved here."""
-    if ref in STAGES:
+    if ref in MODEL_STAGES:
         if lake is None or interval is None:
             raise ModelNotFound(f"Model {ref!r} names a run stage, but no lake/interval was given.",
                                 "Pass --interval, or a path or models:/ URI.")
@@ -96,7 +99,7 @@ def resolve(ref: str, settings: Settings, lake: Lake | None = None, interval: In
     path = Path(ref).expanduser()
     if path.is_dir():
         return _find_model_dir(path, ref)
-    raise ModelNotFound(f"Model {ref!r} is neither a preset ({', '.join(PRESETS)}), a stage ({', '.join(STAGES)}), "
+    raise ModelNotFound(f"Model {ref!r} is neither a preset ({', '.join(PRESETS)}), a stage ({', '.join(MODEL_STAGES)}), "
                         "a local folder nor an MLflow URI.",
                         "Pass e.g. --model sft, --model /path/to/hf_model or --model models:/conf-profile-student@champion.")
 
