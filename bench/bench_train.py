@@ -36,12 +36,12 @@ from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train import runtime, student
 from conf_profile.train.data import eval_users, load_distill, messages
-from conf_profile.train.evaluate import answer, answer_budget, generate
 from conf_profile.train.rewards import ConfidenceRewards
 from conf_profile.train.rl import _dataset as rl_dataset
 from conf_profile.train.rl import grpo_config
 from conf_profile.train.sft import _dataset as sft_dataset
 from conf_profile.train.sft import prepare_base
+from conf_profile.train.student_eval import answer, answer_budget, generate
 from conf_profile.train.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD, SPECIAL_TOKENS
 
 TRL_DEFAULT_HEAD = trl_utils._use_triton  # captured before runtime.setup_torch patches it

@@ -18,10 +18,10 @@ from conf_profile.intervals import Interval
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.testing.stage1 import build_synthetic
-from conf_profile.train.evaluate import evaluate_model
 from conf_profile.train.rl import train_rl
 from conf_profile.train.select import choose_student, read_selection, version_tags
 from conf_profile.train.sft import accelerate_command, train_sft
+from conf_profile.train.student_eval import evaluate_model
 
 INTERVAL = Interval.parse("2026-11-16..2026-11-23")
 

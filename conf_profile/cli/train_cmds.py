@@ -109,7 +109,7 @@ def cmd_rl(args: argparse.Namespace) -> Result:
 
 def cmd_evaluate(args: argparse.Namespace) -> Result:
     from conf_profile.storage import Lake
-    from conf_profile.train.evaluate import evaluate_model
+    from conf_profile.train.student_eval import evaluate_model
 
     settings = _settings(args)
     lake = Lake.from_settings(settings)

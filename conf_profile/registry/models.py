@@ -44,7 +44,7 @@ class StudentModel(mlflow.pyfunc.PythonModel):
         self.batch_size = int((context.model_config or {}).get("batch_size", 64))
 
     def predict(self, context, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
-        from conf_profile.train.evaluate import answer_budget, generate
+        from conf_profile.train.student_eval import answer_budget, generate
 
         batch = int((params or {}).get("batch_size", self.batch_size))
         texts = generate(self.model, self.tok, [str(d) for d in model_input],

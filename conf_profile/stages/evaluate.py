@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> dict:
     from conf_profile.evaluate.report import report_interval
     from conf_profile.registry.metrics import card_metrics, card_table, row_metrics
     from conf_profile.train import student
-    from conf_profile.train.evaluate import evaluate_model
+    from conf_profile.train.student_eval import evaluate_model
 
     ctx.require("aggregate")
     trained = trained_stages(ctx)
@@ -83,7 +83,7 @@ def _champion_row(ctx: StageContext, evaluated: list[str]) -> tuple[str | None, 
     """Re-evaluate the current champion on this interval's users and reference (the gate compares like with
     like)."""
     from conf_profile.registry.promotion import current_champion
-    from conf_profile.train.evaluate import evaluate_model
+    from conf_profile.train.student_eval import evaluate_model
 
     champ = current_champion(ctx.tr, ctx.settings.mlflow.model_name)
     if champ is None:

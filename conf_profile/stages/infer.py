@@ -46,7 +46,7 @@ def profiles(ctx: StageContext, model_version: str) -> dict:
     import pyarrow as pa
 
     from conf_profile.taxonomy import load_taxonomy
-    from conf_profile.train.evaluate import predictions
+    from conf_profile.train.student_eval import predictions
 
     t0 = time.perf_counter()
     ctx.tr  # noqa: B018 - configures the MLflow tracking/registry URIs

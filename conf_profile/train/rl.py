@@ -23,8 +23,8 @@ from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train import runtime, student, validation
 from conf_profile.train.data import load_distill, load_rl_prompts, messages
-from conf_profile.train.evaluate import answer_budget
 from conf_profile.train.rewards import ConfidenceRewards, class_priors
+from conf_profile.train.student_eval import answer_budget
 
 
 def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Table, dict]:

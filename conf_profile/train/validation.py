@@ -96,7 +96,7 @@ def score_rollouts(vset: ValidationSet, rollouts: list[Rollout]) -> dict:
 def score_model(model, tok, vset: ValidationSet, taxonomy: Taxonomy, batch_size: int = 64,
                 answer_samples: int = 1, temperature: float = 0.7) -> dict:
     """Answer the validation users with `model` (greedy, or the k-sample vote) and score the answers."""
-    from conf_profile.train.evaluate import answer, answer_budget
+    from conf_profile.train.student_eval import answer, answer_budget
 
     t0 = time.perf_counter()
     was_training = model.training
