@@ -80,6 +80,6 @@ def explain(exc: ValidationError, root: type[BaseModel], where: str = "the confi
             hint = f" (did you mean '{guess}'?)" if guess else ""
             parts.append(f"{dotted}: unknown setting in {where}{hint}")
         else:
-            parts.append(f"{dotted}: {err['msg']}")
+            parts.append(f"{dotted}: {err['msg']}" if dotted else str(err["msg"]))
     more = len(exc.errors()) - 6
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

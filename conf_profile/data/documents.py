@@ -28,9 +28,9 @@ from conf_profile.config import DocumentSettings, Settings
 from conf_profile.data.redact import KINDS, decode, encode, prepare_codes, sanitize, sorted_codes, wrap
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
+from conf_profile.layout import RunLayout
 from conf_profile.schema import DOCUMENT_SCHEMA, RAW_SCHEMAS
 from conf_profile.storage import Lake
-from conf_profile.layout import RunLayout
 
 SECTIONS = ("profile", "watch", "searches", "comments", "purchases")
 EVENT_TABLES = ("watch_events", "searches", "comments", "purchases")
