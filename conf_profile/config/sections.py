@@ -84,6 +84,12 @@ ColumnType = Literal["string", "int32", "int64", "float64", "bool", "timestamp"]
 ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
                                        "float64": pa.float64(), "bool": pa.bool_(), "timestamp": TS}
 SECTION_FORMATS = ("profile", "watch", "searches", "comments", "purchases")  # built-in section layouts
+FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {  # what each built-in layout reads (required or optional columns)
+    "profile": ("nickname", "bio", "declared_gender", "declared_birth_year", "device_model", "ip_city"),
+    "watch": ("video_id", "video_title", "video_category", "watch_seconds", "video_seconds", "liked", "shared",
+              "commented"),
+    "searches": ("query",), "comments": ("text",), "purchases": ("item_category", "price"),
+}
 # The built-in description (today's five tables): document section, free-text and categorical columns, floor.
 _DEFAULT_TABLES: dict[str, dict[str, Any]] = {
     "profiles": {"kind": "profile", "section": "profile", "format": "profile", "min_rows": 1,
@@ -138,7 +144,7 @@ class TableSpec(Strict):
         if unknown:
             raise ValueError(f"columns {unknown} are not among the table's columns")
         if self.format in SECTION_FORMATS:
-            absent = [f.name for f in _builtin_schema(self.format) if f.name not in names]
+            absent = [c for c in FORMAT_COLUMNS[self.format] if c not in names]
             if absent:
                 raise ValueError(f"format {self.format!r} needs columns {absent} (required or optional)")
         elif self.section and not self.line:
@@ -148,11 +154,6 @@ class TableSpec(Strict):
     def schema(self) -> pa.Schema:
         """The contract: required then optional columns, as Arrow types."""
         return pa.schema([(c, ARROW_TYPES[t]) for c, t in {**self.columns, **self.optional}.items()])
-
-
-def _builtin_schema(fmt: str) -> pa.Schema:
-    table = next(t for t, d in _DEFAULT_TABLES.items() if d["format"] == fmt)
-    return RAW_SCHEMAS[table]
 
 
 class SourceSettings(Strict):
