@@ -10,12 +10,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
 from pydantic import Field, SecretStr, model_validator
 
 from conf_profile.config.strict import Strict
 from conf_profile.config.teachers import TeacherSpec, default_teachers
-from conf_profile.schema import RAW_SCHEMAS, TS
 
 DEFAULT_TAXONOMY = Path(__file__).parents[1] / "resources" / "taxonomy.yaml"
 
@@ -81,8 +79,18 @@ class ValidationSettings(Strict):
 
 
 ColumnType = Literal["string", "int32", "int64", "float64", "bool", "timestamp"]
-ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
-                                       "float64": pa.float64(), "bool": pa.bool_(), "timestamp": TS}
+
+
+def arrow_type(name: str) -> Any:
+    """The Arrow type of a column type name (pyarrow imported here only: DAG files parse without it)."""
+    import pyarrow as pa
+
+    from conf_profile.schema import TS
+
+    return {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float64": pa.float64(),
+            "bool": pa.bool_(), "timestamp": TS}[name]
+
+
 SECTION_FORMATS = ("profile", "watch", "searches", "comments", "purchases")  # built-in section layouts
 FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {  # what each built-in layout reads (required or optional columns)
     "profile": ("nickname", "bio", "declared_gender", "declared_birth_year", "device_model", "ip_city"),
@@ -103,14 +111,24 @@ _DEFAULT_TABLES: dict[str, dict[str, Any]] = {
 }
 
 
-def _type_name(t: pa.DataType) -> str:
-    return next(name for name, typ in ARROW_TYPES.items() if typ == t)
+# Today's five tables' columns, as type names: `schema.RAW_SCHEMAS` written without pyarrow (settings load at
+# DAG parse time). tests/test_source_domain.py checks that the two never disagree.
+_DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
+    "profiles": {"user_id": "string", "ts": "timestamp", "nickname": "string", "bio": "string",
+                 "declared_gender": "string", "declared_birth_year": "int32", "device_model": "string",
+                 "ip_city": "string", "registered_at": "timestamp"},
+    "watch_events": {"user_id": "string", "ts": "timestamp", "video_id": "string", "video_title": "string",
+                     "video_category": "string", "creator_id": "string", "watch_seconds": "float64",
+                     "video_seconds": "float64", "liked": "bool", "shared": "bool", "commented": "bool"},
+    "searches": {"user_id": "string", "ts": "timestamp", "query": "string"},
+    "comments": {"user_id": "string", "ts": "timestamp", "video_id": "string", "text": "string"},
+    "purchases": {"user_id": "string", "ts": "timestamp", "item_category": "string", "price": "float64"},
+}
 
 
 def default_table(name: str) -> dict[str, Any]:
-    """The built-in description of one of today's raw tables (columns from `schema.RAW_SCHEMAS`)."""
-    cols = {f.name: _type_name(f.type) for f in RAW_SCHEMAS[name]}
-    return {"columns": cols, **_DEFAULT_TABLES[name]}
+    """The built-in description of one of today's raw tables (the columns of `schema.RAW_SCHEMAS`)."""
+    return {"columns": dict(_DEFAULT_COLUMNS[name]), **_DEFAULT_TABLES[name]}
 
 
 class TableSpec(Strict):
@@ -151,9 +169,11 @@ class TableSpec(Strict):
             raise ValueError("format 'lines' needs `line`: the columns shown on an item line")
         return self
 
-    def schema(self) -> pa.Schema:
-        """The contract: required then optional columns, as Arrow types."""
-        return pa.schema([(c, ARROW_TYPES[t]) for c, t in {**self.columns, **self.optional}.items()])
+    def schema(self) -> Any:
+        """The contract (a `pyarrow.Schema`): required then optional columns, as Arrow types."""
+        import pyarrow as pa
+
+        return pa.schema([(c, arrow_type(t)) for c, t in {**self.columns, **self.optional}.items()])
 
 
 class SourceSettings(Strict):
@@ -199,7 +219,7 @@ class SourceSettings(Strict):
 DEFAULT_SECTION_TABLES = {d["section"]: n for n, d in _DEFAULT_TABLES.items()}
 
 
-def source_schemas(settings: Any) -> dict[str, pa.Schema]:
+def source_schemas(settings: Any) -> dict[str, Any]:
     """The configured raw tables' contract schemas (`Settings` or `SourceSettings`): the one place to ask."""
     source = getattr(settings, "source", settings)
     return {name: spec.schema() for name, spec in source.tables.items()}
