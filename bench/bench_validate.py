@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from conf_profile.config import Settings
+from conf_profile.config import Settings, row_floor
 from conf_profile.data import validate as v
 from conf_profile.data.extract import read_raw
 from conf_profile.data.validation import checks as ck
@@ -113,10 +113,13 @@ def pandas_baseline(lake: Lake, settings: Settings) -> dict[str, int]:
             if required:
                 bad[col + "_null"] = df[col].isna()
         bad["duplicate"] = df.drop(columns="dt").duplicated()
-        for col in ck.TEXT_COLUMNS.get(name, []):
+        spec = settings.source.tables[name]
+        for col in spec.text_columns:
             bad[col + "_long"] = df[col].str.len() > vs.max_text_chars
-        for col, vocab in ck.CATEGORY_COLUMNS.get(name, {}).items():
-            bad[col + "_unknown"] = df[col].notna() & ~df[col].isin(vocab)
+        for col in spec.category_columns:
+            vocab = vs.vocabularies.get(f"{name}.{col}")
+            if vocab is not None:
+                bad[col + "_unknown"] = df[col].notna() & ~df[col].isin(vocab)
         any_bad = bad.any(axis=1)
         share = bad.mean()  # the pass/fail decision: any critical share above tolerance
         _ = bool((share[["user_id_null", "ts_null", "ts_outside"]] > vs.critical_max_bad_fraction).any())
@@ -148,7 +151,7 @@ def breakdown(lake: Lake, settings: Settings) -> dict[str, float]:
 
 def _suite_of(gx: Any, name: str, checks: list[ck.RowCheck], settings: Settings) -> list[Any]:
     vs = settings.validation
-    return [*ck.table_expectations(gx, name, vs.min_rows.get(name, 0)),
+    return [*ck.table_expectations(gx, name, row_floor(settings, name)),
             *(ck.expectation(gx, c, vs.critical_max_bad_fraction) for c in checks)]
 
 
@@ -163,7 +166,8 @@ def suites(lake: Lake, settings: Settings, repeats: int = 3) -> dict[str, Any]:
     def ours() -> None:
         _, ctx = v._gx_context()
         for n, t in tables.items():
-            v._run_suites(gx, ctx, n, ck.gx_frame(ck.encode_text(t)), checks[n], settings.validation)
+            v._run_suites(gx, ctx, n, ck.gx_frame(ck.encode_text(t)), checks[n], settings.validation,
+                        RAW_SCHEMAS[n].names, row_floor(settings, n), False)
 
     def previous() -> None:
         _, ctx = v._gx_context()

@@ -30,6 +30,8 @@ def _paths(model: type[BaseModel], prefix: tuple = ()) -> list[tuple[tuple, type
         for sub in _models(field.annotation):
             if name == "teachers":
                 out += [((*prefix, name, backend), spec) for backend, spec in SPECS.items()]
+            elif name == "tables":  # source.tables: a dict of table descriptions, keyed by table name
+                out += _paths(sub, (*prefix, name, "profiles"))
             else:
                 out += _paths(sub, (*prefix, name))
     return out

@@ -26,6 +26,7 @@ from conf_profile.errors import ConfProfileError
 # Command modules, in the order `--help` lists them. Each adds its subcommand(s).
 COMMAND_MODULES = [
     "conf_profile.cli.data_cmds",  # simulate, validate, documents
+    "conf_profile.cli.import_cmds",  # import (a platform's own export into a raw table)
     "conf_profile.cli.label_cmds",  # label (teachers)
     "conf_profile.cli.lexicon_cmds",  # lexicon init (starter lexicon for a taxonomy)
     "conf_profile.cli.aggregate_cmds",  # aggregate, report

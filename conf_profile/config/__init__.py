@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from conf_profile.config.sections import (
@@ -30,8 +30,12 @@ from conf_profile.config.sections import (
     S3Settings,
     SFTSettings,
     SimulateSettings,
+    SourceSettings,
+    TableSpec,
     TrainSettings,
     ValidationSettings,
+    row_floor,
+    source_schemas,
 )
 from conf_profile.config.strict import explain
 from conf_profile.config.teachers import (
@@ -47,8 +51,8 @@ from conf_profile.errors import ConfigError
 __all__ = [
     "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "EvaluationSettings", "HFTeacher",
     "LabelSettings", "LexiconTeacher", "MlflowSettings", "OpenAITeacher", "PromotionSettings", "RLSettings",
-    "S3Settings", "SFTSettings", "Settings", "SimulateSettings", "TeacherSpec", "TrainSettings", "VLLMTeacher",
-    "ValidationSettings",
+    "S3Settings", "SFTSettings", "Settings", "SimulateSettings", "SourceSettings", "TableSpec", "TeacherSpec",
+    "TrainSettings", "VLLMTeacher", "ValidationSettings", "row_floor", "source_schemas",
 ]
 
 
@@ -64,6 +68,7 @@ class Settings(BaseSettings):
     taxonomy_path: Path = DEFAULT_TAXONOMY
     s3: S3Settings = Field(default_factory=S3Settings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
@@ -71,6 +76,24 @@ class Settings(BaseSettings):
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+
+    @model_validator(mode="after")
+    def _teachers_read_configured_sections(self) -> Settings:
+        """A teacher that reads a section no configured table builds would label nothing from it: refused."""
+        from conf_profile.config.sections import DEFAULT_SECTION_TABLES
+
+        sections = self.source.sections()
+        for t in self.labels.teachers:
+            for s in t.sources:
+                if s in sections:
+                    continue
+                table = DEFAULT_SECTION_TABLES.get(s)
+                which = (f"its table {table!r} is not configured in source.tables" if table
+                         else "no table in source.tables builds it")
+                raise ValueError(
+                    f"teacher {t.name!r} reads section {s!r}, but {which} (configured sections: "
+                    f"{', '.join(sections) or 'none'}); configure the table, or change labels.teachers[].sources")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ problem with the dotted location and a "did you mean" taken from the model's own
 from __future__ import annotations
 
 import difflib
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -31,6 +32,9 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
             ann = tagged[0]
             continue
         owner = next((m for m in models if part in m.model_fields), None)
+        if owner is None and typing.get_origin(ann) is dict and len(models) == 1:
+            ann = models[0]  # a key of a dict of sections (source.tables.<table>)
+            continue
         if owner is None:
             return None
         ann = owner.model_fields[part].annotation
@@ -80,6 +84,6 @@ def explain(exc: ValidationError, root: type[BaseModel], where: str = "the confi
             hint = f" (did you mean '{guess}'?)" if guess else ""
             parts.append(f"{dotted}: unknown setting in {where}{hint}")
         else:
-            parts.append(f"{dotted}: {err['msg']}")
+            parts.append(f"{dotted}: {err['msg']}" if dotted else str(err["msg"]))
     more = len(exc.errors()) - 6
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

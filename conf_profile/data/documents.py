@@ -24,16 +24,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conf_profile.config import DocumentSettings, Settings
+from conf_profile.config import DocumentSettings, Settings, source_schemas
 from conf_profile.data.redact import KINDS, decode, encode, prepare_codes, sanitize, sorted_codes, wrap
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval
+from conf_profile.layout import RunLayout
 from conf_profile.schema import DOCUMENT_SCHEMA, RAW_SCHEMAS
 from conf_profile.storage import Lake
-from conf_profile.layout import RunLayout
 
-SECTIONS = ("profile", "watch", "searches", "comments", "purchases")
-EVENT_TABLES = ("watch_events", "searches", "comments", "purchases")
+SECTIONS = ("profile", "watch", "searches", "comments", "purchases")  # the default source's sections
+EVENT_TABLES = ("watch_events", "searches", "comments", "purchases")  # the default source's event tables
 HEADERS = [f"## {s}" for s in SECTIONS]
 
 # Watch engagement score = watch ratio in [0, 1] + bonuses. Explicit actions outweigh a full view: a like
@@ -87,28 +87,42 @@ class TextPrep:
 
 # ---- entry point ------------------------------------------------------------------------------------------
 def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
-    """Read the interval's clean tables, write runs/<interval>/documents, return the summary."""
+    """Read the interval's clean tables (those `source.tables` configures), write runs/<interval>/documents,
+    return the summary. A section is built only from a configured table; sections follow the tables' order."""
     cfg = settings.documents
-    tables = read_clean_tables(lake, interval)
+    source = settings.source
+    tables = read_clean_tables(lake, interval, settings)
     users = user_index(tables)
     tables, rows_without_user = attach_codes(tables, users)
     prep = TextPrep(cfg.max_text_chars)
-    profile, gender_dropped = profile_items(tables["profiles"], prep, interval.end.year, cfg.gender_values)
-    items = [
-        profile,
-        watch_items(tables["watch_events"], prep, cfg.max_watch_items),
-        search_items(tables["searches"], prep, cfg.max_searches),
-        comment_items(tables["comments"], prep, cfg.max_comments),
-        purchase_items(tables["purchases"], prep, cfg.max_purchases),
-    ]
-    docs, stats = assemble(items, len(users), cfg.char_budget)
-    n_events = sum(np.bincount(tables[t]["code"].to_numpy(), minlength=len(users)) for t in EVENT_TABLES)
-    out = documents_table(users, docs, np.asarray(n_events, dtype=np.int64))
+    sections = source.sections()
+    items, gender_dropped = [], 0
+    for i, name in enumerate(sections.values()):
+        spec, t = source.tables[name], tables[name]
+        if spec.format == "profile":
+            it, gender_dropped = profile_items(t, prep, interval.end.year, cfg.gender_values)
+        elif spec.format == "watch":
+            it = watch_items(t, prep, cfg.max_watch_items)
+        elif spec.format == "searches":
+            it = search_items(t, prep, cfg.max_searches)
+        elif spec.format == "comments":
+            it = comment_items(t, prep, cfg.max_comments)
+        elif spec.format == "purchases":
+            it = purchase_items(t, prep, cfg.max_purchases)
+        else:
+            it = line_items(t, prep, spec.line, spec.text_columns, spec.category_columns, spec.max_items)
+        it.section = i
+        items.append(it)
+    docs, stats = assemble(items or [Items.empty(0)], len(users), cfg.char_budget, list(sections))
+    n_events = np.zeros(len(users), dtype=np.int64)
+    for t in source.event_tables():
+        n_events += np.bincount(tables[t]["code"].to_numpy(), minlength=len(users))
+    out = documents_table(users, docs, n_events)
     rel = RunLayout(interval).documents
     summary = summarize(out, cfg, stats, prep.counts, lake.uri_of(rel))
     summary.update(interval=str(interval), users_seen=len(users), rows_without_user=rows_without_user,
                    events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows,
-                   declared_gender_dropped=gender_dropped)
+                   declared_gender_dropped=gender_dropped, tables=list(tables))
     lake.write_committed_table(rel, out, meta={k: v for k, v in summary.items() if k != "path"})
     return summary
 
@@ -137,20 +151,22 @@ def summarize(out: pa.Table, cfg: DocumentSettings, stats: dict, pii: dict[str, 
 
 
 # ---- input ------------------------------------------------------------------------------------------------
-def read_clean_tables(lake: Lake, interval: Interval) -> dict[str, pa.Table]:
-    """The validated tables, cast to the raw schemas; a clear error naming the fix when one is missing."""
-    missing = [t for t in RAW_SCHEMAS if not lake.is_committed(RunLayout(interval).clean(t))]
+def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None = None) -> dict[str, pa.Table]:
+    """The validated configured tables, cast to their contract schemas (`config.source_schemas`); a clear
+    error naming the fix when one is missing. A table that is not configured is not read."""
+    schemas = source_schemas(settings) if settings is not None else dict(RAW_SCHEMAS)
+    missing = [t for t in schemas if not lake.is_committed(RunLayout(interval).clean(t))]
     if missing:
         raise LakeError(
             f"No validated (clean) tables for {interval}: {', '.join(missing)} missing under "
             f"{lake.uri_of(RunLayout(interval).clean_root)}.",
             f"Run `conf-profile validate --interval {interval}` first.",
         )
-    return {t: _read_clean(lake, interval, t) for t in RAW_SCHEMAS}
+    return {t: _read_clean(lake, interval, t, schema) for t, schema in schemas.items()}
 
 
-def _read_clean(lake: Lake, interval: Interval, name: str) -> pa.Table:
-    schema = RAW_SCHEMAS[name]
+def _read_clean(lake: Lake, interval: Interval, name: str, schema: pa.Schema | None = None) -> pa.Table:
+    schema = RAW_SCHEMAS[name] if schema is None else schema
     rel = RunLayout(interval).clean(name)
     table = lake.read_committed(rel)
     if table.num_columns == 0:  # committed with no files: an empty table
@@ -350,6 +366,36 @@ def purchase_items(t: pa.Table, prep: TextPrep, k: int) -> Items:
     return items_of(4, g, pc.binary_join_element_wise("- ", cats.take(g["cat"]), " ", money(g["price"]), ""))
 
 
+def line_items(t: pa.Table, prep: TextPrep, columns: list[str], text: list[str], categories: list[str],
+               k: int) -> Items:
+    """The `lines` format (a table of the platform's own): one line per distinct item made of `columns` in
+    order: free text redacted and wrapped in ⟦⟧, categories redacted as `[value]`, numbers as they are (two
+    decimals at most), true flags by their column name; nulls left out. Most frequent first, then most recent."""
+    if t.num_rows == 0 or not columns:
+        return Items.empty(0)
+    parts = []
+    for col in columns:
+        arr = t[col]
+        if col in text:
+            parts.append(wrap(prep(arr)))
+        elif col in categories:
+            parts.append(pc.binary_join_element_wise("[", prep(arr), "]", ""))
+        elif pa.types.is_boolean(arr.type):
+            parts.append(pc.if_else(pc.fill_null(arr, False), col, pa.scalar(None, pa.string())))
+        elif pa.types.is_floating(arr.type):
+            parts.append(pc.cast(pc.round(arr, 2), pa.string()))
+        elif pa.types.is_integer(arr.type):
+            parts.append(pc.cast(arr, pa.string()))
+        else:
+            parts.append(prep(pc.cast(arr, pa.string())))  # anything else is treated as platform text
+    line = pc.binary_join_element_wise(*[_arr(p) for p in parts], " ", null_handling="skip")
+    ok = pc.fill_null(pc.greater(pc.utf8_length(line), 0), False)
+    g = pa.table({"code": t["code"], "line": line, "ts": t["ts"]}).filter(ok)
+    g = g.group_by(["code", "line"]).aggregate([([], "count_all"), ("ts", "max")])
+    g = top_k(g, [("count_all", "descending"), ("ts_max", "descending"), ("line", "ascending")], k)
+    return items_of(0, g, pc.binary_join_element_wise("- ", g["line"], ""))
+
+
 def money(price: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Two decimals ("35.50") without a Python format call per row."""
     cents = np.rint(np.asarray(price.to_numpy(zero_copy_only=False), dtype=float) * 100).astype(np.int64)
@@ -367,7 +413,7 @@ def _arr(x: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 # ---- budget and assembly ----------------------------------------------------------------------------------
 def select_within_budget(code: np.ndarray, sec: np.ndarray, rank: np.ndarray, cost: np.ndarray,
-                         limit: int) -> np.ndarray:
+                         limit: int, n_sections: int | None = None) -> np.ndarray:
     """Keep-mask by equal-rate filling (module docstring). Inputs sorted by (code, sec, rank); `cost`
     includes each line's newline and, on a section's first item, its header line."""
     end = segmented_cumsum(cost, group_starts(code, sec))
@@ -375,7 +421,8 @@ def select_within_budget(code: np.ndarray, sec: np.ndarray, rank: np.ndarray, co
     c, s, r, x = code[order], sec[order], rank[order], cost[order]
     user_start = group_starts(c)
     alive = np.ones(len(c), dtype=bool)
-    for _ in range(len(SECTIONS) + 1):  # each pass closes at least one section of every overflowing user
+    passes = (int(sec.max()) + 1 if len(sec) else 0) if n_sections is None else n_sections
+    for _ in range(passes + 1):  # each pass closes at least one section of every overflowing user
         fail = alive & (segmented_cumsum(np.where(alive, x, 0), user_start) > limit)
         if not fail.any():
             break
@@ -399,8 +446,11 @@ def segmented_cumsum(x: np.ndarray, start: np.ndarray) -> np.ndarray:
     return cs - (cs - x)[start][gid]
 
 
-def assemble(items: list[Items], n_users: int, budget: int) -> tuple[pa.Array, dict]:
-    """Apply the budget, add section headers, join each user's lines in section order."""
+def assemble(items: list[Items], n_users: int, budget: int,
+             sections: list[str] | tuple[str, ...] = SECTIONS) -> tuple[pa.Array, dict]:
+    """Apply the budget, add section headers, join each user's lines in section order (`Items.section`
+    indexes `sections`)."""
+    headers_text = [f"## {s}" for s in sections]
     code = np.concatenate([i.code for i in items]).astype(np.int64)
     sec = np.concatenate([np.full(len(i.code), i.section) for i in items]).astype(np.int64)
     rank = np.concatenate([i.rank for i in items]).astype(np.int64)
@@ -410,21 +460,22 @@ def assemble(items: list[Items], n_users: int, budget: int) -> tuple[pa.Array, d
     code, sec, rank, pos = code[order], sec[order], rank[order], pos[order]
     line = line.take(pa.array(order))
     head = group_starts(code, sec)
-    header_cost = np.array([len(h) + 1 for h in HEADERS])
+    header_cost = np.array([len(h) + 1 for h in headers_text] or [0])
     cost = pc.utf8_length(line).to_numpy().astype(np.int64) + 1 + np.where(head, header_cost[sec], 0)
-    keep = select_within_budget(code, sec, rank, cost, budget + 1) if len(code) else np.zeros(0, bool)
+    keep = (select_within_budget(code, sec, rank, cost, budget + 1, len(sections)) if len(code)
+            else np.zeros(0, bool))
     shown = head & keep  # a section's first item is kept iff the section appears
     all_code = np.concatenate([code[keep], code[shown]])
     all_sec = np.concatenate([sec[keep], sec[shown]])
     all_pos = np.concatenate([pos[keep], np.full(int(shown.sum()), -1)])
-    headers = pa.array(HEADERS, pa.large_string()).take(pa.array(sec[shown]))
+    headers = pa.array(headers_text, pa.large_string()).take(pa.array(sec[shown], pa.int64()))
     all_line = pa.concat_arrays([line.filter(pa.array(keep)), headers])
     final = np.lexsort((all_pos, all_sec, all_code))
     offsets = np.searchsorted(all_code[final], np.arange(n_users + 1)).astype(np.int32)
     lists = pa.ListArray.from_arrays(pa.array(offsets), all_line.take(pa.array(final)))
     docs = pc.binary_join(lists, pa.scalar("\n", pa.large_string()))
     stats = {
-        "sources": {s: int(np.sum(sec[shown] == i)) for i, s in enumerate(SECTIONS)},
+        "sources": {s: int(np.sum(sec[shown] == i)) for i, s in enumerate(sections)},
         "truncated_users": int(len(np.unique(code[~keep]))),
     }
     return docs, stats

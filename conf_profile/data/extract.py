@@ -15,6 +15,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -83,6 +84,8 @@ class _FileCheck:
     error: str = ""
     casts: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    missing_optional: list[str] = field(default_factory=list)
+    keep_extra: bool = False
 
     @property
     def ok(self) -> bool:
@@ -98,15 +101,22 @@ def raw_schema(table: str) -> pa.Schema:
         raise LakeError(f"Unknown raw table {table!r}.", f"Use one of: {', '.join(RAW_SCHEMAS)}.") from None
 
 
-def read_raw(lake: Lake, table: str, interval: Interval) -> ReadResult:
+def read_raw(lake: Lake, table: str, interval: Interval, schema: pa.Schema | None = None,
+             optional: Collection[str] = (), keep_extra: bool = False) -> ReadResult:
     """Rows of `raw/<table>/` for the interval's days only (partition pruning on `dt`; other days'
-    files are never opened). Bad files are excluded and reported, never raised."""
-    target = raw_schema(table)
-    checks = [_inspect(lake, frag, target) for frag in _interval_fragments(lake, table, target, interval)]
+    files are never opened). Bad files are excluded and reported, never raised.
+
+    `schema` is the table's contract (default `RAW_SCHEMAS[table]`; `config.source_schemas` gives the configured
+    one); its `optional` columns are null-filled where a file lacks them; `keep_extra` keeps columns outside the
+    contract (after the contract's, before `dt`) instead of dropping them with a note."""
+    target = raw_schema(table) if schema is None else schema
+    checks = [_inspect(lake, frag, target, set(optional), keep_extra)
+              for frag in _interval_fragments(lake, table, target, interval)]
     exact = [c for c in checks if c.status == "exact"]
     cast = [c for c in checks if c.status == "cast"]
-    parts = _read_exact(exact, target) + [t for t in (_read_one(c, target) for c in cast) if t is not None]
-    data = pa.concat_tables(parts) if parts else _with_dt(target).empty_table()
+    parts = _read_exact(exact, target) + [t for t in (_read_one(c, target, keep_extra) for c in cast)
+                                          if t is not None]
+    data = _concat(parts, target, keep_extra) if parts else _with_dt(target).empty_table()
     missing, empty = _day_gaps(lake, table, interval, checks)
     return ReadResult(
         table_name=table,
@@ -146,17 +156,17 @@ def _is_day(text: str) -> bool:
     return True
 
 
-def latest_interval(lake: Lake) -> Interval:
+def latest_interval(lake: Lake, table: str = "watch_events") -> Interval:
     """The newest full Monday-aligned week (Mon..next Mon, END exclusive) whose seven days all have files
-    under raw/watch_events: what `--interval latest` means."""
-    days = days_with_files(lake, "watch_events")
+    under raw/<table> (the source's first event table): what `--interval latest` means."""
+    days = days_with_files(lake, table)
     for monday in sorted({d - timedelta(days=d.weekday()) for d in days}, reverse=True):
         week = Interval.week_starting(monday)
         if all(d in days for d in week.days()):
             return week
     found = f"{len(days)} day partition(s), {min(days)}..{max(days)}" if days else "no day partitions"
     raise LakeError(
-        f"The lake {lake.uri_of('raw/watch_events')} holds no full Monday-to-Sunday week of watch_events "
+        f"The lake {lake.uri_of(f'raw/{table}')} holds no full Monday-to-Sunday week of {table} "
         f"({found}).",
         "Run `conf-profile simulate` to write one, point --lake at your data, or pass --interval START..END.",
     )
@@ -190,8 +200,10 @@ def _interval_fragments(lake: Lake, table: str, target: pa.Schema, interval: Int
     return sorted((f for f in fragments if _day_of(f.path) in wanted), key=lambda f: f.path)
 
 
-def _inspect(lake: Lake, fragment: ds.ParquetFileFragment, target: pa.Schema) -> _FileCheck:
-    """Read one footer and compare the file's schema with the contract."""
+def _inspect(lake: Lake, fragment: ds.ParquetFileFragment, target: pa.Schema, optional: set[str] = frozenset(),
+             keep_extra: bool = False) -> _FileCheck:
+    """Read one footer and compare the file's schema with the contract. A file that lacks an optional
+    column, or holds extra ones that are kept, is read on its own (status "cast")."""
     rel = posixpath.relpath(fragment.path, lake.root)
     check = _FileCheck(fragment, rel, _day_of(rel))
     try:
@@ -204,7 +216,10 @@ def _inspect(lake: Lake, fragment: ds.ParquetFileFragment, target: pa.Schema) ->
     for f in target:
         idx = physical.get_field_index(f.name)
         if idx < 0:
-            problems.append(f"missing required column {f.name!r}")
+            if f.name in optional:
+                check.missing_optional.append(f.name)
+            else:
+                problems.append(f"missing required column {f.name!r}")
             continue
         src = physical.field(idx).type
         if src == f.type:
@@ -214,9 +229,10 @@ def _inspect(lake: Lake, fragment: ds.ParquetFileFragment, target: pa.Schema) ->
         else:
             problems.append(f"column {f.name!r} is {src}, expected {f.type} (no safe cast)")
     check.extra = [n for n in physical.names if n not in target.names and n != PARTITION]
+    check.keep_extra = keep_extra
     if problems:
         check.status, check.error = "schema", "; ".join(problems)
-    elif check.casts:
+    elif check.casts or check.missing_optional or (keep_extra and check.extra):
         check.status = "cast"
     return check
 
@@ -254,16 +270,33 @@ def _read_exact(checks: list[_FileCheck], target: pa.Schema) -> list[pa.Table]:
         return [t for t in (_read_one(c, target) for c in checks) if t is not None]
 
 
-def _read_one(check: _FileCheck, target: pa.Schema) -> pa.Table | None:
-    """One file, cast safely to the contract; on failure the check records why and None comes back."""
+def _read_one(check: _FileCheck, target: pa.Schema, keep_extra: bool = False) -> pa.Table | None:
+    """One file, cast safely to the contract (missing optional columns null-filled, kept extra columns as
+    they are); on failure the check records why and None comes back."""
+    present = [n for n in target.names if n not in check.missing_optional]
+    extra = check.extra if keep_extra else []
     try:
-        table = _bytes_as_text(check.fragment.to_table(columns=target.names)).cast(target, safe=True)
+        raw = _bytes_as_text(check.fragment.to_table(columns=[*present, *extra]))
+        for name in check.missing_optional:
+            raw = raw.append_column(name, pa.nulls(raw.num_rows, target.field(name).type))
+        table = raw.select(target.names).cast(target, safe=True)
+        for name in extra:
+            table = table.append_column(raw.schema.field(name), raw.column(name))
         return table.append_column(PARTITION, pa.repeat(pa.scalar(check.day, pa.string()), table.num_rows))
     except READ_ERRORS as exc:
         # A file that passed the footer check but fails here is corrupt in its pages, or its values do not fit.
-        check.status = "corrupt" if check.status == "exact" else "schema"
+        check.status = "schema" if check.casts else "corrupt"
         check.error = _short(exc, check.fragment.path, check.path)
         return None
+
+
+def _concat(parts: list[pa.Table], target: pa.Schema, keep_extra: bool) -> pa.Table:
+    """All parts in one table: the contract, extra columns (null where a file lacked them), `dt` last."""
+    if not keep_extra:
+        return pa.concat_tables(parts)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    extra = [n for n in table.column_names if n not in target.names and n != PARTITION]
+    return table.select([*target.names, *extra, PARTITION])
 
 
 def _bytes_as_text(table: pa.Table) -> pa.Table:
@@ -297,7 +330,11 @@ def _notes(checks: list[_FileCheck]) -> list[str]:
     casts = Counter(x for c in checks if c.status == "cast" for x in c.casts)
     extra = Counter(x for c in checks if c.ok for x in c.extra)
     notes = [f"cast {what} in {n} file(s)" for what, n in sorted(casts.items())]
-    notes += [f"dropped extra column {col!r} in {n} file(s)" for col, n in sorted(extra.items())]
+    kept = Counter(x for c in checks if c.ok and c.keep_extra for x in c.extra)
+    absent = Counter(x for c in checks if c.ok for x in c.missing_optional)
+    notes += [f"{'kept' if col in kept else 'dropped'} extra column {col!r} in {n} file(s)"
+              for col, n in sorted(extra.items())]
+    notes += [f"optional column {col!r} absent (null) in {n} file(s)" for col, n in sorted(absent.items())]
     return notes
 
 

@@ -26,15 +26,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf_profile import progress
-from conf_profile.config import Settings, ValidationSettings
+from conf_profile.config import Settings, TableSpec, ValidationSettings, row_floor
 from conf_profile.data.extract import ReadResult, read_raw
 from conf_profile.data.validation import checks as ck
 from conf_profile.data.validation.report import failure_message, failure_text, format_summary, index_html
 from conf_profile.errors import ValidationFailed
 from conf_profile.intervals import Interval
-from conf_profile.schema import RAW_TABLES
-from conf_profile.storage import Lake
 from conf_profile.layout import RunLayout
+from conf_profile.storage import Lake
 
 __all__ = ["validate_interval", "format_summary", "split_rows"]
 
@@ -62,12 +61,13 @@ class TableOutcome:
 
 # ---- public API ---------------------------------------------------------------------------------------------
 def validate_interval(lake: Lake, interval: Interval, settings: Settings) -> dict[str, Any]:
-    """Validate every raw table of the interval, write the outputs, return the summary; raise
-    ValidationFailed (after writing report and quarantine) when a critical expectation failed."""
+    """Validate every configured raw table (`source.tables`) of the interval, write the outputs, return the
+    summary; raise ValidationFailed (after writing report and quarantine) when a critical expectation failed."""
     vs = settings.validation
     gx, ctx = _gx_context()
-    outcomes = [_validate_table(gx, ctx, lake, name, interval, vs)
-                for name in progress.progress(RAW_TABLES, desc="validate", unit="table")]
+    tables = settings.source.tables
+    outcomes = [_validate_table(gx, ctx, lake, name, interval, vs, tables[name], row_floor(settings, name))
+                for name in progress.progress(list(tables), desc="validate", unit="table")]
     summary = _write_outputs(lake, interval, outcomes, vs, gx.__version__)
     if not summary["success"]:
         message, fix = failure_message(summary)
@@ -121,7 +121,7 @@ def _gx_context() -> tuple[Any, Any]:
 
 
 def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck],
-                vs: ValidationSettings) -> list[Any]:
+                vs: ValidationSettings, columns: list[str], min_rows: int, extra_ok: bool) -> list[Any]:
     """Build the critical and warning suites for one table and validate the interval's rows against them.
 
     Why one validator for both suites: `Batch.validate` builds a new validator per call, and each loads the
@@ -130,7 +130,7 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
 
     critical = gx.ExpectationSuite(name=f"{name}.critical")
     warning = gx.ExpectationSuite(name=f"{name}.warning")
-    for exp in ck.table_expectations(gx, name, vs.min_rows.get(name, 0)):
+    for exp in ck.table_expectations(gx, name, min_rows, columns, extra_ok):
         critical.add_expectation(exp)
     for c in checks:
         (critical if c.critical else warning).add_expectation(ck.expectation(gx, c, vs.critical_max_bad_fraction))
@@ -179,12 +179,14 @@ def _gx_error(result: Any) -> str | None:
 
 # ---- one table ------------------------------------------------------------------------------------------------
 def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval,
-                    vs: ValidationSettings) -> TableOutcome:
-    read = read_raw(lake, name, interval)
+                    vs: ValidationSettings, spec: TableSpec, min_rows: int) -> TableOutcome:
+    schema = spec.schema()
+    read = read_raw(lake, name, interval, schema, spec.optional, spec.keep_extra_columns)
     table, utf8_bad, utf8_cols = ck.repair_utf8(read.table)
-    checks = ck.row_checks(name, interval, vs)
+    checks = ck.row_checks(name, interval, vs, spec)
     encoded = ck.encode_text(table)
-    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded), checks, vs)
+    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded), checks, vs, schema.names, min_rows,
+                          spec.keep_extra_columns)
     masks = {c.reason: ck.mask(c, table, encoded) for c in checks if not c.keep}
     masks[ck.INVALID_UTF8] = utf8_bad
     kept, quarantined, by_reason = split_rows(table, masks)

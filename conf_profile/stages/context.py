@@ -161,7 +161,7 @@ def make_context(interval: str | Interval | None = None, config: str | None = No
     elif interval == "latest":
         from conf_profile.data.extract import latest_interval
 
-        iv = latest_interval(lk)
+        iv = latest_interval(lk, settings.source.event_tables()[0])
     else:
         iv = Interval.parse(interval)
     controls = {k: given[k] for k in params.CONTROLS if k in given}

@@ -14,7 +14,7 @@ def run(ctx: StageContext) -> dict:
     from conf_profile.data.validation.report import format_summary
     from conf_profile.registry import tracking
 
-    raw = tracking.raw_hash(ctx.lake, ctx.interval)
+    raw = tracking.raw_hash(ctx.lake, ctx.interval, list(ctx.settings.source.tables))
     ctx.inputs["raw"] = raw
     ctx.track.dataset("raw", "raw", "raw", digest=raw)
     try:

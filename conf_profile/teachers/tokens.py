@@ -28,11 +28,11 @@ def normalise_phrase(text: str) -> str:
 
 def prepare(column: pa.Array, source: str) -> pa.Array:
     """Lower-case a section column and turn platform markup into words: a watch line's category tag
-    "[cooking]" becomes "cat_cooking", a purchase line "- baby 35.50" gives "buy_baby"; line breaks
+    "[cooking]" (or any `[category]` of another table's section) becomes "cat_cooking", a purchase line "- baby 35.50" gives "buy_baby"; line breaks
     become a barrier word so no phrase spans two items."""
     t = pc.utf8_lower(column)
     t = pc.replace_substring(t, "’", "'")
-    if source == "watch":
+    if source not in ("profile", "searches", "comments", "purchases"):  # watch, and sections of other tables
         t = pc.replace_substring_regex(t, r"\[([a-z0-9_]+)\]", r" cat_\1 ")
     elif source == "purchases":
         t = pc.replace_substring_regex(t, r"(?m)^- ([a-z0-9_]+)", r"- buy_\1")

@@ -9,17 +9,17 @@ carries both counts.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
-
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conf_profile.config import ValidationSettings
+from conf_profile.config import TableSpec, ValidationSettings
+from conf_profile.config.sections import default_table
 from conf_profile.data.extract import PARTITION
 from conf_profile.intervals import Interval
 from conf_profile.schema import RAW_SCHEMAS, TS
@@ -37,18 +37,8 @@ NUMERIC_RANGES: dict[str, list[tuple[str, float, bool, bool]]] = {
 _SPACES = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace())
 BLANK_PATTERN = f"^[{_SPACES}]*$"
 _FLOAT_MAX = sys.float_info.max
-# Free text that a user or creator wrote; over-long values are quarantined (warning).
-TEXT_COLUMNS: dict[str, list[str]] = {
-    "profiles": ["nickname", "bio"],
-    "watch_events": ["video_title"],
-    "searches": ["query"],
-    "comments": ["text"],
-}
-# Categorical vocabularies; values outside them are quarantined (warning). Nulls are not "unknown".
-CATEGORY_COLUMNS: dict[str, list[str]] = {  # categorical columns; their vocabularies come from the settings
-    "watch_events": ["video_category"],
-    "purchases": ["item_category"],
-}
+# Free text (`text_columns`, over-long values quarantined as a warning) and categorical columns
+# (`category_columns`, checked against `validation.vocabularies`) are per table in `source.tables`.
 DUPLICATE = "duplicate"
 INVALID_UTF8 = "invalid_utf8"
 _UTF8_BLOCK = 4096  # values validated per call when a column holds invalid UTF-8 somewhere
@@ -80,8 +70,12 @@ def ts_bounds(interval: Interval, skew_hours: float) -> tuple[datetime, datetime
     return start - skew, end + skew
 
 
-def row_checks(table: str, interval: Interval, settings: ValidationSettings) -> list[RowCheck]:
-    """Every row-level rule for one raw table, critical first (quarantine reasons keep this order)."""
+def row_checks(table: str, interval: Interval, settings: ValidationSettings,
+               spec: TableSpec | None = None) -> list[RowCheck]:
+    """Every row-level rule for one raw table, critical first (quarantine reasons keep this order). `spec`
+    (the table's `source.tables` entry) names its columns, free text and categories; default: the built-in one."""
+    spec = spec or TableSpec(**default_table(table))
+    schema = spec.schema()
     lo, hi = ts_bounds(interval, settings.ts_skew_hours)
     skew = f"{settings.ts_skew_hours:g}h"
     checks = [
@@ -92,6 +86,8 @@ def row_checks(table: str, interval: Interval, settings: ValidationSettings) -> 
                  min_value=lo, max_value=hi, strict_max=True),
     ]
     for col, bound, strict, required in NUMERIC_RANGES.get(table, []):
+        if col not in schema.names:
+            continue
         if required:
             checks.append(RowCheck(f"{col}_null", f"{col} not null (NaN counts as null)", col, True, "not_null"))
         checks.append(RowCheck(f"{col}_not_finite", f"{col} finite (not +-inf)", col, True, "finite"))
@@ -99,14 +95,14 @@ def row_checks(table: str, interval: Interval, settings: ValidationSettings) -> 
         reason = f"{col}_{_range_word(bound, strict)}"
         checks.append(RowCheck(reason, f"{col} {op} {bound:g}", col, True, "between",
                                min_value=bound, strict_min=strict))
-    for col, top in _upper_bounds(table, settings):
+    for col, top in _upper_bounds(schema, settings):
         checks.append(RowCheck(f"{col}_too_large", f"{col} <= {top:g}", col, True, "between", max_value=top))
     checks.append(RowCheck(DUPLICATE, "no exact duplicate rows (first copy kept)", None, False, "unique",
-                           columns=tuple(RAW_SCHEMAS[table].names)))
-    for col in TEXT_COLUMNS.get(table, []):
+                           columns=tuple(schema.names)))
+    for col in spec.text_columns:
         checks.append(RowCheck(f"{col}_too_long", f"len({col}) <= {settings.max_text_chars}", col, False,
                                "max_length", max_value=settings.max_text_chars))
-    for col in CATEGORY_COLUMNS.get(table, []):
+    for col in spec.category_columns:
         vocab = settings.vocabularies.get(f"{table}.{col}")
         if vocab is None:
             continue  # observed, not checked
@@ -116,10 +112,9 @@ def row_checks(table: str, interval: Interval, settings: ValidationSettings) -> 
     return checks
 
 
-def _upper_bounds(table: str, settings: ValidationSettings) -> list[tuple[str, float]]:
+def _upper_bounds(schema: pa.Schema, settings: ValidationSettings) -> list[tuple[str, float]]:
     """`validation.max_values` (column -> plausible maximum) for this table's numeric columns. Opt-in: no
     bound fits every platform's prices or durations, but an operator knows theirs."""
-    schema = RAW_SCHEMAS[table]
     return [(col, float(top)) for col, top in settings.max_values.items()
             if col in schema.names and (pa.types.is_integer(schema.field(col).type)
                                         or pa.types.is_floating(schema.field(col).type))]
@@ -159,11 +154,14 @@ def expectation(gx: Any, check: RowCheck, tolerance: float) -> Any:
     raise ValueError(f"unknown check kind {check.kind!r}")
 
 
-def table_expectations(gx: Any, table: str, min_rows: int) -> list[Any]:
-    """Critical table-level expectations: the contract's columns (+ `dt`), and the row-count floor."""
+def table_expectations(gx: Any, table: str, min_rows: int, columns: list[str] | None = None,
+                       extra_ok: bool = False) -> list[Any]:
+    """Critical table-level expectations: the contract's columns (+ `dt`; kept extra columns may follow),
+    and the row-count floor."""
     e = gx.expectations
+    columns = list(RAW_SCHEMAS[table].names) if columns is None else columns
     return [
-        e.ExpectTableColumnsToMatchSet(column_set=[*RAW_SCHEMAS[table].names, PARTITION], exact_match=True,
+        e.ExpectTableColumnsToMatchSet(column_set=[*columns, PARTITION], exact_match=not extra_ok,
                                        meta={"check": "columns", "critical": True, "label": "required columns"}),
         e.ExpectTableRowCountToBeBetween(min_value=min_rows,
                                          meta={"check": "row_count", "critical": True,

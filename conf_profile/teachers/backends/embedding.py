@@ -108,13 +108,15 @@ def fit_temperature(scores: np.ndarray, agree: np.ndarray) -> float | None:
 class EmbeddingTeacher:
     backend = "embedding"
 
-    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, references: Sequence[object] = ()):
+    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, references: Sequence[object] = (),
+                 known_sources: Sequence[str] | None = None):
         self.spec, self.name, self.taxonomy = spec, spec.name, taxonomy
-        self.sources = list(spec.sources) or list(SOURCES)
-        bad = [s for s in self.sources if s not in SOURCES]
+        known = list(known_sources) if known_sources is not None else list(SOURCES)  # the source's sections
+        self.sources = list(spec.sources) or known
+        bad = [s for s in self.sources if s not in known]
         if bad:
             raise ConfProfileError(f"Teacher {spec.name!r} reads unknown sources {bad}.",
-                                   f"Use sources from: {', '.join(SOURCES)}.")
+                                   f"Use sources from: {', '.join(known)}.")
         if spec.samples != 1:
             raise ConfProfileError(f"Teacher {spec.name!r}: an embedding teacher is deterministic, samples must be 1.",
                                    "Set samples: 1 (or drop it) for embedding teachers.")
@@ -147,7 +149,7 @@ class EmbeddingTeacher:
                                        "Name other teachers of labels.teachers (cheap ones: they label the "
                                        "same documents again), or drop fit_to.")
             refs = [make_teacher(known[n], taxonomy, settings) for n in spec.fit_to]
-        return cls(spec, taxonomy, refs)
+        return cls(spec, taxonomy, refs, list(settings.source.sections()) if settings is not None else None)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "model": self.model_path, "sources": self.sources,

@@ -84,16 +84,18 @@ class _Evidence:
 class LexiconTeacher:
     backend = "lexicon"
 
-    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, lexicon: str | Path | None = None):
+    def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, lexicon: str | Path | None = None,
+                 known_sources: Sequence[str] | None = None):
         self.spec = spec
         self.name = spec.name
         self.taxonomy = taxonomy
         self.lex = load_lexicon(lexicon or resolve_lexicon(spec.lexicon), taxonomy)
-        self.sources = list(spec.sources) or list(SOURCES)
-        bad = [s for s in self.sources if s not in SOURCES]
+        known = list(known_sources) if known_sources is not None else list(SOURCES)  # the source's sections
+        self.sources = list(spec.sources) or known
+        bad = [s for s in self.sources if s not in known]
         if bad:
             raise ConfProfileError(f"Teacher {spec.name!r} reads unknown sources {bad}.",
-                                   f"Use sources from: {', '.join(SOURCES)}.")
+                                   f"Use sources from: {', '.join(known)}.")
         self.tweak = self.lex.tweak(spec.name)
         if spec.samples != 1:
             raise ConfProfileError(f"Teacher {spec.name!r}: a lexicon teacher is deterministic, samples must be 1.",
@@ -102,7 +104,8 @@ class LexiconTeacher:
     @classmethod
     def from_settings(cls, spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None) -> LexiconTeacher:
         """The registry's constructor: the lexicon is the teacher's own, else labels.lexicon, else the default."""
-        return cls(spec, taxonomy, lexicon_for(spec, settings))
+        known = list(settings.source.sections()) if settings is not None else None
+        return cls(spec, taxonomy, lexicon_for(spec, settings), known)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "lexicon": str(self.lex.path), "sources": self.sources}
@@ -125,7 +128,7 @@ class LexiconTeacher:
             body = sections[source]
             values, parents = words(prepare(body, source))
             rows, pids = match_phrases(values, parents, lex.phrases_by_len, lex.first_words, lex.first_len)
-            self._add_phrases(ev, rows, pids, SOURCES.index(source))
+            self._add_phrases(ev, rows, pids, self.sources.index(source))
             lower = pc.utf8_lower(body)
             if source == "profile":
                 self._add_fields(ev, body)
@@ -396,7 +399,7 @@ class LexiconTeacher:
             if got is None:
                 if t < 0:
                     src, ph = divmod(-t - 1, P)
-                    got = f"{SOURCES[src]}: '{lex.phrases[ph]}'"
+                    got = f"{self.sources[src]}: '{lex.phrases[ph]}'"
                 else:
                     got = ev.texts[t]
                 names[t] = got
