@@ -98,8 +98,8 @@ class _Student:
 
     @classmethod
     def install(cls, monkeypatch):
-        from conf_profile.train import evaluate as ev
         from conf_profile.train import student
+        from conf_profile.train import student_eval as ev
 
         monkeypatch.setattr(ev, "_resolve", lambda *a, **k: "fake")
         monkeypatch.setattr(student, "load", lambda path: (None, None))

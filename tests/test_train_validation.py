@@ -16,8 +16,8 @@ from conf_profile.intervals import Interval
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy, load_taxonomy
 from conf_profile.testing.stage1 import build_synthetic
-from conf_profile.train import student_eval as ev
 from conf_profile.train import select, validation
+from conf_profile.train import student_eval as ev
 from conf_profile.train.rewards import Rollout, parse_rollout
 from conf_profile.train.sft import schedule, train_sft
 
