@@ -159,7 +159,7 @@ def test_sft_stops_early_and_keeps_the_best_step(tmp_path, monkeypatch):
                      "train.sft.val_share": 0.2, "train.sft.val_users": 4, "train.sft.val_every": 2,
                      "train.sft.patience": 2, "train.sft.save_steps": 100, "train.eval.batch_size": 8,
                      "train.threads": 2})
-    lake = Lake.from_settings(settings)
+    lake = Lake.from_settings(settings, create=True)
     build_synthetic(lake, INTERVAL, load_taxonomy(), users=60, seed=3)
     scripted = iter([0.2, 0.5, 0.4, 0.45, 0.9, 0.9])  # best at the 2nd validation (step 4); then 2 worse: stop
     monkeypatch.setattr(validation, "score_model", lambda *a, **k: {

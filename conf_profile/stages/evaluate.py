@@ -48,7 +48,10 @@ def run(ctx: StageContext) -> dict:
     champion_version, champion_error = _champion_row(ctx, evaluated)
     from conf_profile.train.select import choose_student
 
-    selection = choose_student(ctx.lake, ctx.interval, ctx.settings, stages=trained)  # label-free: SFT vs RL
+    if len(trained) > 1:  # label-free: SFT vs RL on the validation users (gold is not read)
+        selection = choose_student(ctx.lake, ctx.interval, ctx.settings, stages=trained)
+    else:
+        selection = {"stage": trained[0], "scores": {}, "reason": "only one model trained", "val_users": 0}
     card = report_interval(ctx.lake, ctx.interval, ctx.settings)
     card["selection"] = {k: selection.get(k) for k in ("stage", "scores", "reason", "val_users")}
     ctx.lake.write_json(ctx.layout.report, card)
