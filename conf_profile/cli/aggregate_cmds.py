@@ -54,7 +54,7 @@ def cmd_report(args: argparse.Namespace) -> Result:
 
     settings = settings_from_args(args)
     lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
+    interval = resolve_interval(lake, args.interval, settings)
     report = report_interval(lake, interval, settings)
     text = format_report(report) + f"\n-> {lake.uri_of(RunLayout(interval).report)}"
     return Result(report, text)

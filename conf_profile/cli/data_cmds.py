@@ -18,10 +18,13 @@ def add_interval_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_interval(lake, text: str) -> Interval:
+def resolve_interval(lake, text: str, settings=None) -> Interval:
+    """`latest` = the newest full week of the source's first event table (settings.source), else parse."""
     from conf_profile.data.extract import latest_interval
 
-    return latest_interval(lake) if text == "latest" else Interval.parse(text)
+    if text != "latest":
+        return Interval.parse(text)
+    return latest_interval(lake, *(settings.source.event_tables()[:1] if settings is not None else []))
 
 
 def register(sub, common) -> None:

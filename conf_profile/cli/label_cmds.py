@@ -29,7 +29,7 @@ def cmd_label(args: argparse.Namespace) -> Result:
 
     settings = settings_from_args(args)
     lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
+    interval = resolve_interval(lake, args.interval, settings)
     shards = [args.shard] if args.shard is not None else None
     summary = label_interval(lake, interval, settings, teacher=args.teacher, force=args.force, shards=shards)
     text = format_summary(summary)

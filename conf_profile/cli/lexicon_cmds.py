@@ -40,7 +40,7 @@ def cmd_lexicon_init(args: argparse.Namespace) -> Result:
         raise ConfProfileError(f"{out} already exists.", "Pass --force to overwrite it, or choose another --out.")
     taxonomy = load_taxonomy(args.taxonomy or settings.taxonomy_path)
     lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
+    interval = resolve_interval(lake, args.interval, settings)
     rel = RunLayout(interval).documents
     if not lake.is_committed(rel):
         raise ConfProfileError(f"No committed documents for {interval} at {lake.uri_of(rel)}.",

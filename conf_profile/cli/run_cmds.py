@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> Result:
         print(f"The lake {lake.uri} is empty: simulating {settings.simulate.users:,} users x "
               f"{settings.simulate.weeks} week(s) (simulate.* settings)...", file=stream, flush=True)
         simulated = simulate(lake, settings.simulate)
-    interval = resolve_interval(lake, args.interval)
+    interval = resolve_interval(lake, args.interval, settings)
 
     runnable = SHOWN[: SHOWN.index(args.stages) + 1] if args.stages else list(SHOWN)
     overrides: dict[str, Any] = {"stop_after": runnable[-1], "force_promote": bool(args.force_promote)}

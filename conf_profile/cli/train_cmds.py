@@ -113,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Result:
 
     settings = _settings(args)
     lake = Lake.from_settings(settings)
-    interval = resolve_interval(lake, args.interval)
+    interval = resolve_interval(lake, args.interval, settings)
     name = args.name or (f"student:{args.model}" if args.model in ("base", "sft", "rl") else "student:custom")
     s = evaluate_model(lake, interval, settings, args.model, name, samples=args.samples)
     row = s["rows"][0]

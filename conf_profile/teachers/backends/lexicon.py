@@ -8,10 +8,8 @@ fields are sometimes false), 4 for several consistent strong cues, 3 for one str
 2 for a weak guess. The rationale cites the matched evidence ("watch: 'stroller'; searches: 'baby food'").
 
 Teachers differ like different LLMs: by the sources they read and by optional per-teacher habits in the
-lexicon file (`teachers:` threshold scale, level shift, class bias).
-
-Everything is vectorised over users (Arrow word splitting and hash lookups, numpy score matrices); the only
-per-user Python is the rationale text of answered attributes.
+lexicon file (`teachers:` threshold scale, level shift, class bias). Everything is vectorised over users
+(Arrow word splitting, hash lookups, numpy scores); only the rationale text of answered attributes is Python.
 """
 
 from __future__ import annotations
