@@ -82,8 +82,9 @@ def test_same_interval_rerun_is_not_older():
 
 
 # ---- MLflow: idempotent registration ---------------------------------------------------------------------------
-def _key(interval: Interval, data: str = "d1") -> dict[str, str]:
-    return {"data_interval": str(interval), "code_version": "0.1.0+test", "dataset_hash": data, "config_hash": "c1"}
+def _key(interval: Interval, data: str = "d1", model: str = "m1") -> dict[str, str]:
+    return {"data_interval": str(interval), "code_version": "0.1.0+test", "dataset_hash": data, "config_hash": "c1",
+            "model_hash": model}
 
 
 def _register(tr, tmp_path, interval: Interval, metrics: dict, data: str = "d1", calls: list | None = None) -> str:
@@ -245,3 +246,17 @@ def test_tags_describe_the_current_state_after_rollback_and_repromotion(mlflow_t
     v3 = _register(tr, tmp_path, W3, row(10.0, ece=0.4), data="d3")
     _promote(tr, v3, W3, row(10.0, ece=0.4), force=False, reeval={v2: row(50.0)})
     assert "promotion_forced" not in tr.client.get_model_version(NAME, v3).tags  # nothing was promoted
+
+
+def test_a_retrained_model_is_a_new_version_identical_content_is_reused(mlflow_tracking, tmp_path):
+    """D16: the key holds the model folder's content hash; the same interval, code and data with other weights
+    (a rerun that retrained) is a new version, identical weights reuse the old one."""
+    tr = mlflow_tracking
+    src = tmp_path / "m"
+    src.mkdir()
+    log_model = lambda: SimpleNamespace(model_uri=src.as_uri(), model_id=None)  # noqa: E731
+    first = models.register_student(tr.client, NAME, _key(W2, model="weights-a"), {}, log_model)
+    again = models.register_student(tr.client, NAME, _key(W2, model="weights-a"), {}, log_model)
+    other = models.register_student(tr.client, NAME, _key(W2, model="weights-b"), {}, log_model)
+    assert again["reused"] and again["model_version"] == first["model_version"]
+    assert not other["reused"] and other["model_version"] != first["model_version"]

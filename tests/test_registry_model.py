@@ -26,7 +26,8 @@ def test_student_pyfunc_roundtrip(mlflow_tracking, tmp_settings, tmp_path):
 
     out = models.register_student(
         tr.client, "student-pyfunc",
-        {"data_interval": "2026-11-09..2026-11-16", "code_version": "t", "dataset_hash": "d", "config_hash": "c"},
+        {"data_interval": "2026-11-09..2026-11-16", "code_version": "t", "dataset_hash": "d", "config_hash": "c",
+         "model_hash": "m"},
         {"dag_run_id": "r1"}, lambda: info, run_id=run.info.run_id)
     assert out["model_version"] == "1" and not out["reused"]
 

@@ -6,7 +6,9 @@ loads anywhere with the pinned requirements, and `conf_profile.train.student.res
 HF folder inside the downloaded model too. `predict` reuses the evaluation's batched generation, so inference
 and evaluation decode the same way.
 
-Idempotency: a version is keyed by (data_interval, code_version, dataset_hash, config_hash). Before logging
+Idempotency: a version is keyed by (data_interval, code_version, dataset_hash, config_hash, model_hash: the
+content of the registered model folder, so a version always points at exactly the artefacts that were
+evaluated, and a rerun that retrained to other weights registers a new version). Before logging
 anything, `register_student` searches for a version with those tags and reuses it; a rerun of the same
 interval on the same code and data therefore never creates a duplicate. If two registrations race anyway,
 the later duplicate is deleted after the fact and the older version kept.
@@ -26,7 +28,7 @@ from conf_profile import __version__
 
 log = logging.getLogger("conf_profile.registry")
 
-KEY_TAGS = ("data_interval", "code_version", "dataset_hash", "config_hash")
+KEY_TAGS = ("data_interval", "code_version", "dataset_hash", "config_hash", "model_hash")
 _PINNED = ("torch", "transformers", "tokenizers", "pyarrow", "numpy", "pydantic", "pyyaml", "mlflow")
 
 

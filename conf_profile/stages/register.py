@@ -56,8 +56,9 @@ def run(ctx: StageContext) -> dict:
         raise LakeError(f"The report card of {ctx.interval} has no student:{stage} row.",
                         "Run the evaluate stage first.")
     hashes = lineage_hashes(ctx)
-    key = registration_key(ctx, hashes)
     lay = ctx.layout
+    # The evaluated artefacts themselves are part of the key: a rerun reuses a version only for identical content.
+    key = {**registration_key(ctx, hashes), "model_hash": ctx.lake.fingerprint(lay.model(stage))[:32]}
     tags = {"dag_run_id": ctx.run_id, "git_sha": tracking.git_sha(),
             "teacher_ids": ",".join(t.name for t in ctx.settings.labels.teachers),
             "dataset_hashes": json.dumps({k: v[:16] for k, v in hashes.items()}, sort_keys=True),
