@@ -95,4 +95,11 @@ def cmd_documents(args: argparse.Namespace) -> Result:
     if summary.get("declared_gender_dropped"):
         text += (f"\n{summary['declared_gender_dropped']:,} declared genders outside documents.gender_values were "
                  "left out of the documents (not copied into prompts).")
+    if summary.get("users_skipped"):
+        text += (f"\n{summary['users_skipped']:,} users seen in the clean tables got no document (nothing left to "
+                 "show after redaction and the budget).")
+    if summary.get("rows_without_user"):
+        text += f"\n{summary['rows_without_user']:,} event rows named no known user and were not used."
+    if summary.get("truncated_users"):
+        text += f"\n{summary['truncated_users']:,} documents were cut at documents.char_budget."
     return Result(summary, text)

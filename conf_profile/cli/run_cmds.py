@@ -82,13 +82,23 @@ def _stage_line(stage: str, status: str, out: dict) -> str:
         return (f"✓ validate {out['interval']}: {out['rows_in']:,} rows in, {out['rows_kept']:,} kept, "
                 f"{out['rows_quarantined']:,} quarantined, {out['warnings']} warning(s)")
     if stage == "documents":
-        return f"✓ documents: {out['documents']:,} users (median {out['median_chars']} chars) -> {out['path']}"
+        skipped = f", {out['users_skipped']:,} users without a document" if out.get("users_skipped") else ""
+        return (f"✓ documents: {out['documents']:,} users (median {out['median_chars']} chars){skipped} "
+                f"-> {out['path']}")
+    if stage == "label" and out.get("committed"):
+        left = f"; LEFT OUT (incomplete): {', '.join(out['left_out'])}" if out.get("left_out") else ""
+        return f"✓ label committed: {', '.join(out['teachers'])}{left}"
     if stage == "label":
         return (f"✓ label {out['teacher']}/shard-{out['shard']}: {out.get('status')}, "
                 f"{out.get('users') or 0:,} users, {out.get('errors') or 0} errors")
     if stage == "aggregate":
+        dropped = sum((out.get("excluded_error_rows") or {}).values()) + sum(
+            (out.get("excluded_invalid_rows") or {}).values())
         return (f"✓ aggregate: {out['users']:,} users, {out['distill_records']:,} distillation records, "
-                f"{out['rl_prompts']:,} RL prompts (calibration: {out['calibration']})")
+                f"{out['rl_prompts']:,} RL prompts (calibration: {out['calibration']}, "
+                f"{out.get('calibration_points') or 0:,} points); {dropped:,} teacher answers dropped as errors"
+                + (f"; LEFT OUT teachers: {', '.join(out['left_out_teachers'])}" if out.get("left_out_teachers")
+                   else ""))
     if stage in ("train_sft", "train_rl"):
         loss = out.get("final_loss")
         return (f"✓ {stage}: {out.get('steps')} steps" + (f", final loss {loss:.3f}" if isinstance(loss, float) else "")
