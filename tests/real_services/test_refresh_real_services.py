@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.skipif(os.environ.get("CONF_PROFILE_REAL_SERVICES") != "1",
-                                 reason="opt-in (~12 min): CONF_PROFILE_REAL_SERVICES=1 make test")]
+                                 reason="opt-in (~4 min): CONF_PROFILE_REAL_SERVICES=1 make test")]
 
 DAG = "conf_profile_refresh"
 GATE = "exclusive"  # the first task of every run: waits while another run of the DAG holds the lock
