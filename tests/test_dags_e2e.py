@@ -161,6 +161,12 @@ def test_weekly_refresh_end_to_end(e2e):
     ev = next(c for c in children if c.info.run_name == "evaluate")
     arts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {"report_card.json", "report_card_table.json", "plots"} <= arts
+    reg_run = next(c for c in children if c.info.run_name == "register")  # the version's run: its own diagram
+    assert any(a.path.startswith("plots/reliability_student-") for a in
+               client.list_artifacts(reg_run.info.run_id, "plots"))
+    pro_run = next(c for c in children if c.info.run_name == "promote")
+    assert "plots/champion_history.png" in {a.path for a in client.list_artifacts(pro_run.info.run_id, "plots")}
+    assert "model_hash" in _versions(e2e)[0].tags  # the registered artefacts' content hash is part of the key
     va = next(c for c in children if c.info.run_name == "validate")
     assert {"validation/report.json", "validation/report.html"} <= {
         a.path for a in client.list_artifacts(va.info.run_id, "validation")}

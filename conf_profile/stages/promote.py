@@ -42,6 +42,7 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
                                    mlflow_run_id=parent)
         mlflow.log_dict(result, "promotion.json")
         mlflow.set_tags({"promotion_decision": result["decision"], "model_version": str(model_version)})
+        _log_champion_history(ctx, name)
     if parent:
         tr.client.set_tag(parent, "promotion_decision", result["decision"])
         tr.client.set_tag(parent, "promotion_reasons", "; ".join(result["reasons"])[:4900])
@@ -54,6 +55,22 @@ def run(ctx: StageContext, model_version: str | None = None, force: bool | None 
             "champion": None if champion is None else str(champion.version),
             "champion_before": result.get("champion_before"), "mlflow_run_id": parent,
             "experiment_id": tr.experiment_id, "tracking_uri": tr.tracking_uri}
+
+
+def _log_champion_history(ctx: StageContext, name: str) -> None:
+    """Headline F1 and ECE per week of every version that has been champion (registered metrics), as a plot
+    under plots/ and on this promote run."""
+    from conf_profile.evaluate.plots import history_png
+    from conf_profile.registry import models, promotion, tracking
+
+    ever = {str(h.get("version")) for h in promotion.history(ctx.tr.client, name)}
+    rows = [v for v in models.list_versions(ctx.tr.client, name, limit=200) if v["version"] in ever]
+    points = sorted(((v["data_interval"] or "?", promotion._num(v["f1"]), promotion._num(v["ece"])) for v in rows),
+                    key=lambda p: p[0])
+    if points:
+        rel = ctx.layout.plot("champion_history.png")
+        ctx.lake.write_bytes(rel, history_png(points, f"{name}: champions by week"))
+        tracking.log_lake_file(ctx.lake, rel, "plots")
 
 
 def _score_current_champion(ctx: StageContext, cand, reevaluated: dict[str, dict]) -> None:

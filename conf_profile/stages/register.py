@@ -88,6 +88,11 @@ def run(ctx: StageContext) -> dict:
         if result["reused"]:
             tr.client.set_model_version_tag(name, result["model_version"], "last_reused_by", ctx.run_id)
         mlflow.set_tags({"model_version": result["model_version"], "model_reused": str(result["reused"]).lower()})
+        from conf_profile.train.student_eval import plot_file
+
+        plot = lay.plot(plot_file(f"student:{stage}"))  # the registered student's own reliability diagram
+        if ctx.lake.exists(plot):
+            tracking.log_lake_file(ctx.lake, plot, "plots")
         child = run.info.run_id
     if parent:
         tr.client.set_tag(parent, "model_version", result["model_version"])
