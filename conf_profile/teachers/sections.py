@@ -14,6 +14,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SOURCES = ("profile", "watch", "searches", "comments", "purchases")
+
+
+def teacher_sources(name: str, wanted, known_sources=None) -> list[str]:
+    """The sections a teacher reads: its own `sources` (all known sections when empty), each one known to the
+    configured source; otherwise a clear error naming the teacher."""
+    from conf_profile.errors import ConfProfileError
+
+    known = list(known_sources) if known_sources is not None else list(SOURCES)  # the source's sections
+    sources = list(wanted) or known
+    bad = [s for s in sources if s not in known]
+    if bad:
+        raise ConfProfileError(f"Teacher {name!r} reads unknown sources {bad}.", f"Use sources from: {', '.join(known)}.")
+    return sources
 _HEADER = re.compile(r"^## [ \t]*(\S+)[^\n]*$", re.MULTILINE)
 
 

@@ -27,7 +27,7 @@ from conf_profile.errors import ConfProfileError
 from conf_profile.taxonomy import Taxonomy
 from conf_profile.teachers.base import label_table
 from conf_profile.teachers.parse import ParsedAnswer, RowBuffer
-from conf_profile.teachers.sections import SOURCES, section_columns
+from conf_profile.teachers.sections import section_columns, teacher_sources
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,7 @@ class EmbeddingTeacher:
     def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, references: Sequence[object] = (),
                  known_sources: Sequence[str] | None = None):
         self.spec, self.name, self.taxonomy = spec, spec.name, taxonomy
-        known = list(known_sources) if known_sources is not None else list(SOURCES)  # the source's sections
-        self.sources = list(spec.sources) or known
-        bad = [s for s in self.sources if s not in known]
-        if bad:
-            raise ConfProfileError(f"Teacher {spec.name!r} reads unknown sources {bad}.",
-                                   f"Use sources from: {', '.join(known)}.")
+        self.sources = teacher_sources(spec.name, spec.sources, known_sources)
         if spec.samples != 1:
             raise ConfProfileError(f"Teacher {spec.name!r}: an embedding teacher is deterministic, samples must be 1.",
                                    "Set samples: 1 (or drop it) for embedding teachers.")

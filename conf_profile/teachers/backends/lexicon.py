@@ -35,7 +35,7 @@ from conf_profile.teachers.lexicon_file import (
     resolve_lexicon,
 )
 from conf_profile.teachers.parse import level_to_confidence
-from conf_profile.teachers.sections import SOURCES, section_columns
+from conf_profile.teachers.sections import section_columns, teacher_sources
 from conf_profile.teachers.tokens import match_phrases, prepare, words
 
 MAX_CITED = 3
@@ -88,12 +88,7 @@ class LexiconTeacher:
         self.name = spec.name
         self.taxonomy = taxonomy
         self.lex = load_lexicon(lexicon or resolve_lexicon(spec.lexicon), taxonomy)
-        known = list(known_sources) if known_sources is not None else list(SOURCES)  # the source's sections
-        self.sources = list(spec.sources) or known
-        bad = [s for s in self.sources if s not in known]
-        if bad:
-            raise ConfProfileError(f"Teacher {spec.name!r} reads unknown sources {bad}.",
-                                   f"Use sources from: {', '.join(known)}.")
+        self.sources = teacher_sources(spec.name, spec.sources, known_sources)
         self.tweak = self.lex.tweak(spec.name)
         if spec.samples != 1:
             raise ConfProfileError(f"Teacher {spec.name!r}: a lexicon teacher is deterministic, samples must be 1.",
