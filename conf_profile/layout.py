@@ -40,6 +40,11 @@ class LakeLayout:
     def profiles(day: date) -> str:
         return f"{PROFILES}/dt={day.isoformat()}"
 
+    @staticmethod
+    def profiles_shard(day: date, shard: int) -> str:
+        """One user shard's profiles of the day (committed alone; the day's manifest lists every shard)."""
+        return f"{PROFILES}/dt={day.isoformat()}/shard-{shard}"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -80,7 +85,12 @@ class RunLayout:
     # documents
     @property
     def documents(self) -> str:
+        """The whole documents dataset: its manifest lists every shard's part (read it as one table)."""
         return self.path("documents")
+
+    def documents_shard(self, shard: int) -> str:
+        """One user shard's documents (`shards.shard_of`), committed alone."""
+        return self.path("documents", f"shard-{shard}")
 
     # label
     @property

@@ -242,9 +242,13 @@ def test_deterministic_and_rerun_overwrites(rich):
     s2, d2, _ = run(rich)
     assert d1 == d2 and s1 == s2
     assert first.equals(lake.read_committed(Lake.run_dir(IV, "documents")))
-    assert lake.list_files(Lake.run_dir(IV, "documents")) == [
-        "runs/2026-11-16_2026-11-23/documents/_manifest.json", "runs/2026-11-16_2026-11-23/documents/part-0.parquet"]
-    assert first["user_id"].to_pylist() == sorted(first["user_id"].to_pylist())
+    root = "runs/2026-11-16_2026-11-23/documents"
+    shards = settings(rich).labels.shards  # one committed part per user shard, the dataset manifest over them
+    assert lake.list_files(Lake.run_dir(IV, "documents")) == [f"{root}/_manifest.json"] + [
+        f"{root}/shard-{i}/{f}" for i in range(shards) for f in ("_manifest.json", "part-0.parquet")]
+    for i in range(shards):  # users sorted inside each shard
+        ids = lake.read_committed(f"{root}/shard-{i}")["user_id"].to_pylist()
+        assert ids == sorted(ids)
 
 
 def test_row_order_does_not_change_documents(rich):

@@ -113,13 +113,15 @@ def test_a_stage_commits_last_and_readers_refuse_what_is_missing_or_stale(world)
 def test_a_crashed_stage_leaves_no_manifest(world, monkeypatch):
     lake, lay = world, RunLayout(IV)
     assert manifest.read(lake, lay, "documents") is not None
-    import conf_profile.data.documents as documents
+    import conf_profile.data.document_shards as document_shards
+
+    lake.delete(f"{lay.documents_shard(1)}/_manifest.json")  # shard 1 must be rebuilt
 
     def crash(*a, **k):
-        lake.write_committed_table(lay.documents, pa.table({"user_id": ["half"], "document": ["written"]}))
+        lake.write_table(f"{lay.documents_shard(1)}/part-0.parquet", pa.table({"user_id": ["half"]}))
         raise KeyboardInterrupt  # killed after writing half its output
 
-    monkeypatch.setattr(documents, "build_documents", crash)
+    monkeypatch.setattr(document_shards, "build_from_tables", crash)
     with pytest.raises(KeyboardInterrupt):
         runner.run("documents", interval=str(IV), tracking=False)
     assert manifest.read(lake, lay, "documents") is None

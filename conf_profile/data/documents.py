@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from conf_profile.config import DocumentSettings, Settings, source_schemas
 from conf_profile.data.document_budget import (
@@ -75,11 +76,20 @@ class TextPrep:
 
 # ---- entry point ------------------------------------------------------------------------------------------
 def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
-    """Read the interval's clean tables (those `source.tables` configures), write runs/<interval>/documents,
-    return the summary. A section is built only from a configured table; sections follow the tables' order."""
+    """Build and commit runs/<interval>/documents in this process: every shard of `labels.shards`, then the
+    fan-in commit (`data.document_shards`); returns the committed summary."""
+    from conf_profile.data.document_shards import build_all
+
+    return build_all(lake, interval, settings)
+
+
+def build_from_tables(tables: dict[str, pa.Table], interval: Interval, settings: Settings) -> tuple[pa.Table, dict]:
+    """The documents (DOCUMENT_SCHEMA, sorted by user id) of the users in `tables` (clean tables, all users or
+    one shard's) and their summary. A section is built only from a configured table; sections follow the
+    tables' order. Every user's document depends on that user's rows only, so shards concatenate to the
+    unsharded build."""
     cfg = settings.documents
     source = settings.source
-    tables = read_clean_tables(lake, interval, settings)
     users = user_index(tables)
     tables, rows_without_user = attach_codes(tables, users)
     prep = TextPrep(cfg.max_text_chars)
@@ -106,13 +116,11 @@ def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
     for t in source.event_tables():
         n_events += np.bincount(tables[t]["code"].to_numpy(), minlength=len(users))
     out = documents_table(users, docs, n_events)
-    rel = RunLayout(interval).documents
-    summary = summarize(out, cfg, stats, prep.counts, lake.uri_of(rel))
+    summary = summarize(out, cfg, stats, prep.counts, "")
     summary.update(interval=str(interval), users_seen=len(users), rows_without_user=rows_without_user,
                    events=int(np.sum(n_events)), users_skipped=len(users) - out.num_rows,
                    declared_gender_dropped=gender_dropped, tables=list(tables))
-    lake.write_committed_table(rel, out, meta={k: v for k, v in summary.items() if k != "path"})
-    return summary
+    return out, summary
 
 
 def documents_table(users: pa.Array, docs: pa.Array, n_events: np.ndarray) -> pa.Table:
@@ -139,9 +147,11 @@ def summarize(out: pa.Table, cfg: DocumentSettings, stats: dict, pii: dict[str, 
 
 
 # ---- input ------------------------------------------------------------------------------------------------
-def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None = None) -> dict[str, pa.Table]:
+def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None = None,
+                      users: pa.Array | None = None, nulls: bool = True) -> dict[str, pa.Table]:
     """The validated configured tables, cast to their contract schemas (`config.source_schemas`); a clear
-    error naming the fix when one is missing. A table that is not configured is not read."""
+    error naming the fix when one is missing. A table that is not configured is not read. With `users` (one
+    shard's), only their rows are materialised (a scan filter), plus rows without a user id when `nulls`."""
     schemas = source_schemas(settings) if settings is not None else dict(RAW_SCHEMAS)
     missing = [t for t in schemas if not lake.is_committed(RunLayout(interval).clean(t))]
     if missing:
@@ -150,13 +160,14 @@ def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None 
             f"{lake.uri_of(RunLayout(interval).clean_root)}.",
             f"Run `conf-profile validate --interval {interval}` first.",
         )
-    return {t: _read_clean(lake, interval, t, schema) for t, schema in schemas.items()}
+    return {t: _read_clean(lake, interval, t, schema, users, nulls) for t, schema in schemas.items()}
 
 
-def _read_clean(lake: Lake, interval: Interval, name: str, schema: pa.Schema | None = None) -> pa.Table:
+def _read_clean(lake: Lake, interval: Interval, name: str, schema: pa.Schema | None = None,
+                users: pa.Array | None = None, nulls: bool = True) -> pa.Table:
     schema = RAW_SCHEMAS[name] if schema is None else schema
     rel = RunLayout(interval).clean(name)
-    table = lake.read_committed(rel)
+    table = lake.read_committed(rel) if users is None else _read_users(lake, rel, users, nulls)
     if table.num_columns == 0:  # committed with no files: an empty table
         return schema.empty_table()
     absent = [c for c in schema.names if c not in table.column_names]
@@ -169,6 +180,20 @@ def _read_clean(lake: Lake, interval: Interval, name: str, schema: pa.Schema | N
             f"Clean table {lake.uri_of(rel)} does not match the {name} schema ({exc}).",
             f"Rerun `conf-profile validate --interval {interval}` with this version of conf-profile.",
         ) from None
+
+
+def _read_users(lake: Lake, rel: str, users: pa.Array, nulls: bool) -> pa.Table:
+    """The rows of a committed folder whose user_id is in `users` (and null ones when `nulls`): the filter
+    runs inside the scan, so other shards' rows are never materialised."""
+    paths = [lake.path(rel, f) for f in lake.manifest(rel)["files"] if f.endswith(".parquet")]
+    if not paths:
+        return pa.table({})
+    data = ds.dataset(paths, filesystem=lake.fs, format="parquet")
+    if "user_id" not in data.schema.names:
+        return data.to_table()  # the schema check names the missing column
+    field = ds.field("user_id")
+    expr = field.isin(users.cast(data.schema.field("user_id").type))
+    return data.to_table(filter=expr | field.is_null() if nulls else expr)
 
 
 def user_index(tables: dict[str, pa.Table]) -> pa.Array:

@@ -1,8 +1,11 @@
-"""The daily inference DAG's stages: pin the champion, prepare the day's documents, profile every active user.
+"""The daily inference DAG's stages: pin the champion, prepare the day, profile each user shard, commit the day.
 
-The champion is pinned by version at the start of the run, so a promotion meanwhile does not mix models; the
-profiles table (user_id, attribute, label, confidence, model_version) is committed with a manifest under
-profiles/dt=<day>/.
+The champion is pinned by version at the start of the run, so a promotion meanwhile does not mix models.
+`prepare` validates the day's raw partitions once and plans the user shards (`shards.shard_of`, the split of
+documents and labels); each `profile` shard builds its users' documents (`data.document_shards`) and
+profiles them (`profile_documents`), committed alone under profiles/dt=<day>/shard-<i>/ and reused on rerun
+when made by the same model version from the same documents; the commit (fan-in) writes the day's one
+profiles table manifest (user_id, attribute, label, confidence, model_version) over every shard's part.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 
 from conf_profile.layout import LakeLayout
 from conf_profile.stages.context import StageContext
+
+VALID = b"conf_profile.valid_answers"  # schema metadata of profile_documents' table: fully valid answers
 
 
 def champion(ctx: StageContext) -> dict:
@@ -28,48 +33,106 @@ def champion(ctx: StageContext) -> dict:
             "data_interval": (mv.tags or {}).get("data_interval")}
 
 
-def prepare(ctx: StageContext) -> dict:
-    """Validate the day's raw partitions and build one document per active user of the day."""
-    from conf_profile.data.documents import build_documents
+def prepare(ctx: StageContext, pods: int | None = None) -> list[dict]:
+    """Validate the day's raw partitions (once, for all shards) and plan one profile task per user shard.
+    `pods`: the number of profile pods the DAG rendered (kubernetes mode), which the shard count must equal."""
+    import logging
+
+    from conf_profile.data.document_shards import shard_count
     from conf_profile.data.validate import validate_interval
+    from conf_profile.errors import ConfigError
 
+    n = shard_count(ctx.settings)
+    if pods is not None and int(pods) != n:
+        raise ConfigError(f"The run asks for {n} shards but the inference DAG rendered {pods} profile pods.",
+                          "In kubernetes compute mode the shard count is fixed when the DAG is parsed: leave the "
+                          "`shards` Param at its default or change labels.shards in the DAG's settings.")
     v = validate_interval(ctx.lake, ctx.interval, ctx.settings)
-    d = build_documents(ctx.lake, ctx.interval, ctx.settings)
-    return {"stage": "infer_prepare", "interval": str(ctx.interval),
-            "rows_quarantined": sum(t.get("rows_quarantined", 0) for t in v.get("tables", {}).values()),
-            "documents": d.get("documents"), "path": d.get("path")}
+    quarantined = sum(t.get("rows_quarantined", 0) for t in v.get("tables", {}).values())
+    logging.getLogger("conf_profile.stages").info("validated %s: %d rows quarantined; %d shards",
+                                                  ctx.interval, quarantined, n)
+    return [{"shard": s} for s in range(n)]
 
 
-def profiles(ctx: StageContext, model_version: str) -> dict:
-    """Profile the day's active users with the champion (pyfunc model from the registry) in batches."""
-    import mlflow.pyfunc
+def profile_documents(settings: Any, model: Any, users: list[str], texts: list[str], taxonomy: Any):
+    """Profiles (PRED_SCHEMA: user_id, attribute, label, confidence) of these users' documents, in batches of
+    `compute.inference_batch_size`; the number of fully valid answers rides in the schema metadata (VALID).
+    The one place that turns documents into profiles: an inference backend replaces this body."""
     import pyarrow as pa
 
-    from conf_profile.taxonomy import load_taxonomy
     from conf_profile.train.student_eval import predictions
 
-    t0 = time.perf_counter()
-    ctx.tr  # noqa: B018 - configures the MLflow tracking/registry URIs
-    name = ctx.settings.mlflow.model_name
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{model_version}")
-    docs = ctx.lake.read_committed(ctx.layout.documents, columns=["user_id", "document"])
-    taxonomy = load_taxonomy(ctx.settings.taxonomy_path)
-    users = docs.column("user_id").to_pylist()
-    texts = docs.column("document").to_pylist()
-    bs = ctx.settings.compute.inference_batch_size
+    bs = settings.compute.inference_batch_size
     parts, valid = [], 0
     for start in range(0, len(users), bs):
         rollouts, ok = parse_student_answers(list(model.predict(texts[start:start + bs])), taxonomy)
         valid += ok
         parts.append(predictions(users[start:start + bs], rollouts, taxonomy))
     table = pa.concat_tables(parts) if parts else predictions([], [], taxonomy)
+    return table.replace_schema_metadata({VALID: str(valid).encode()})
+
+
+def profile_shard(ctx: StageContext, model_version: str, shard: int) -> dict:
+    """Build shard `shard`'s documents of the day and profile them with the pinned champion (pyfunc model
+    from the registry); committed under profiles/dt=<day>/shard-<i>/, skipped when already current."""
+    import pyarrow as pa
+
+    from conf_profile import shards as sharding
+    from conf_profile.data.document_shards import build_shard, shard_count
+    from conf_profile.taxonomy import load_taxonomy
+
+    t0 = time.perf_counter()
+    shard, n = int(shard), shard_count(ctx.settings)
+    build_shard(ctx.lake, ctx.interval, ctx.settings, shard)
+    docs_rel = ctx.layout.documents_shard(shard)
+    rel = LakeLayout.profiles_shard(ctx.interval.start, shard)
+    expect = {"model_version": str(model_version), "documents": ctx.lake.fingerprint(docs_rel), "shards": n,
+              "shard": shard}
+    out = {"stage": "infer_profiles", "interval": str(ctx.interval), "shard": shard,
+           "model_version": str(model_version), "path": ctx.lake.uri_of(rel)}
+    if (meta := sharding.finished(ctx.lake, rel, expect)) is not None:
+        return {**out, **{k: meta.get(k) for k in ("users", "rows", "valid")}, "status": "skipped"}
+    docs = ctx.lake.read_committed(docs_rel, columns=["user_id", "document"])
+    users = docs.column("user_id").to_pylist() if docs.num_columns else []
+    texts = docs.column("document").to_pylist() if docs.num_columns else []
+    taxonomy = load_taxonomy(ctx.settings.taxonomy_path)
+    table = profile_documents(ctx.settings, load_champion(ctx, model_version) if users else None, users, texts,
+                              taxonomy)
+    valid = int((table.schema.metadata or {}).get(VALID, b"0"))
+    table = table.replace_schema_metadata(None)
     table = table.append_column("model_version", pa.array([str(model_version)] * table.num_rows, pa.string()))
+    meta = {**expect, "interval": str(ctx.interval), "users": len(users), "rows": table.num_rows, "valid": valid}
+    ctx.lake.write_committed_table(rel, table, meta=meta)
+    return {**out, "users": len(users), "rows": table.num_rows, "valid": valid, "status": "done",
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def load_champion(ctx: StageContext, model_version: str) -> Any:
+    import mlflow.pyfunc
+
+    ctx.tr  # noqa: B018 - configures the MLflow tracking/registry URIs
+    return mlflow.pyfunc.load_model(f"models:/{ctx.settings.mlflow.model_name}/{model_version}")
+
+
+def commit(ctx: StageContext, model_version: str) -> dict:
+    """The fan-in: the day's documents dataset and its one profiles table (manifest over every shard)."""
+    from conf_profile import shards as sharding
+    from conf_profile.data import document_shards
+
+    n = document_shards.shard_count(ctx.settings)
+    docs = document_shards.commit(ctx.lake, ctx.interval, ctx.settings)
     rel = LakeLayout.profiles(ctx.interval.start)
-    ctx.lake.write_committed_table(rel, table, meta={"interval": str(ctx.interval), "model_name": name,
-                                                     "model_version": str(model_version), "users": len(users)})
-    return {"stage": "infer_profiles", "interval": str(ctx.interval), "users": len(users), "rows": table.num_rows,
-            "valid_rate": round(valid / len(users), 4) if users else None, "model_version": str(model_version),
-            "path": ctx.lake.uri_of(rel), "seconds": round(time.perf_counter() - t0, 1)}
+    metas = sharding.commit_shards(ctx.lake, rel, n, expect=lambda i: {
+        "model_version": str(model_version), "shards": n, "shard": i,
+        "documents": ctx.lake.fingerprint(ctx.layout.documents_shard(i))})
+    users, rows, valid = (sum(int(m.get(k) or 0) for m in metas) for k in ("users", "rows", "valid"))
+    meta = {"interval": str(ctx.interval), "model_name": ctx.settings.mlflow.model_name,
+            "model_version": str(model_version), "users": users, "rows": rows, "shards": n}
+    man = ctx.lake.manifest(rel)
+    ctx.lake.write_json(f"{rel}/_manifest.json", {**man, "meta": meta})
+    return {"stage": "infer_profiles", "interval": str(ctx.interval), "users": users, "rows": rows, "shards": n,
+            "documents": docs["documents"], "valid_rate": round(valid / users, 4) if users else None,
+            "model_version": str(model_version), "path": ctx.lake.uri_of(rel)}
 
 
 def parse_student_answers(texts: list[str], taxonomy: Any) -> tuple[list, int]:

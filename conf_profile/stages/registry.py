@@ -30,6 +30,7 @@ class Stage:
     commit: str | None = None  # mapped stages: "module:function" commit(ctx) -> dict (fan-in)
     record: str | None = None  # kubernetes compute: logs what the GPU pod committed (after the pod task)
     doc: str = ""
+    plan_task: str | None = None  # mapped stages: the plan's task id when not plan_<task_id>
 
     @property
     def mapped(self) -> bool:
@@ -37,7 +38,7 @@ class Stage:
 
     @property
     def plan_task_id(self) -> str:
-        return f"plan_{self.task_id}"
+        return self.plan_task or f"plan_{self.task_id}"
 
     @property
     def commit_task_id(self) -> str:
@@ -51,8 +52,9 @@ _M = "conf_profile.stages"
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "extract_validate", f"{_M}.validate:run", writes=("validation_report", "clean_root"),
           doc="Great Expectations suites; clean tables and the quarantine"),
-    Stage("documents", "documents", f"{_M}.documents:run", reads=("validate",), writes=("documents",),
-          doc="one redacted document per user"),
+    Stage("documents", "documents", f"{_M}.documents:run_shard", reads=("validate",), writes=("documents",),
+          plan=f"{_M}.documents:plan", commit=f"{_M}.documents:commit", tracked=False,
+          doc="one redacted document per user, mapped over user shards"),
     Stage("label", "label", f"{_M}.label:run_shard", reads=("documents",), writes=("teachers",),
           plan=f"{_M}.label:plan", commit=f"{_M}.label:commit", tracked=False,
           doc="teachers label the documents, mapped over teacher x shard"),
@@ -73,8 +75,9 @@ STAGES: tuple[Stage, ...] = (
           doc="ends the DAG run's MLflow parent run, whatever stage the run stopped at"),
     # daily inference
     Stage("infer_champion", "champion", f"{_M}.infer:champion", dag="inference", tracked=False),
-    Stage("infer_prepare", "prepare", f"{_M}.infer:prepare", dag="inference", tracked=False),
-    Stage("infer_profiles", "profile", f"{_M}.infer:profiles", dag="inference", tracked=False),
+    Stage("infer_profiles", "profile", f"{_M}.infer:profile_shard", dag="inference", tracked=False,
+          plan=f"{_M}.infer:prepare", plan_task="prepare", commit=f"{_M}.infer:commit",
+          doc="validate the day, then profile each user shard with the champion; one profiles table per day"),
     # manual registry actions
     Stage("promote_manual", "promote_manual", f"{_M}.promote:manual", dag="promote", tracked=False),
 )

@@ -118,12 +118,22 @@ def execute(stage: Stage, ctx: StageContext, part: str = "fn", **kwargs: Any) ->
 
 
 def run(name: str, *, interval: str | None = None, config: str | None = None, lake: str | None = None,
-        run_id: str | None = None, params: dict[str, Any] | None = None, part: str = "fn",
+        run_id: str | None = None, params: dict[str, Any] | None = None, part: str | None = None,
         tracking: bool = True, **kwargs: Any) -> Any:
-    """One stage (or one part of a mapped stage) by name: what an Airflow task and a CLI command call."""
+    """One stage (or one part of a mapped stage) by name: what an Airflow task and a CLI command call.
+    Without `part`, a mapped stage called without item arguments runs whole (plan -> items -> commit)."""
     stage = get(name)
     ctx = make_context(interval, config, lake, run_id, params, tracking=tracking)
-    return execute(stage, ctx, part, **kwargs)
+    if part is None and stage.mapped and not kwargs:
+        return run_mapped(stage, ctx)
+    return execute(stage, ctx, part or "fn", **kwargs)
+
+
+def run_mapped(stage: Stage, ctx: StageContext, **commit_kwargs: Any) -> Any:
+    """A mapped stage in this process: plan, every planned item, then the commit (its output is returned)."""
+    for item in _attempt(ctx, partial(execute, stage, ctx, "plan")):
+        _attempt(ctx, partial(execute, stage, ctx, "fn", **item))
+    return _attempt(ctx, partial(execute, stage, ctx, "commit", **commit_kwargs))
 
 
 def run_pipeline(interval: str, *, config: str | None = None, lake: str | None = None, run_id: str | None = None,
@@ -139,9 +149,7 @@ def run_pipeline(interval: str, *, config: str | None = None, lake: str | None =
             if name == "finish":
                 continue  # the parent run is ended below, after every stage
             if stage.mapped:
-                for item in _attempt(ctx, partial(execute, stage, ctx, "plan")):
-                    _attempt(ctx, partial(execute, stage, ctx, "fn", **item))
-                _attempt(ctx, partial(execute, stage, ctx, "commit"))
+                run_mapped(stage, ctx)
             else:
                 kwargs = {"model_version": statuses.get("_version")} if name == "promote" else {}
                 out = _attempt(ctx, partial(execute, stage, ctx, "fn", **kwargs))

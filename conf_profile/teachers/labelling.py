@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -29,6 +28,7 @@ from conf_profile.intervals import Interval
 from conf_profile.layout import RunLayout
 from conf_profile.progress import bar
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
+from conf_profile.shards import shard_of
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import Taxonomy, load_taxonomy
 from conf_profile.teachers.backends import make_teacher
@@ -52,14 +52,6 @@ class LabellingFailed(ConfProfileError):
     def __init__(self, message: str, fix: str | None = None, report: dict | None = None):
         super().__init__(message, fix)
         self.report = report or {}
-
-
-def shard_of(user_ids: pa.Array | pa.ChunkedArray | list[str], shards: int) -> np.ndarray:
-    """Shard index of each user: blake2b(user_id) % shards (stable, unlike Python's hash())."""
-    ids = user_ids.to_pylist() if isinstance(user_ids, pa.Array | pa.ChunkedArray) else user_ids
-    return np.fromiter(
-        (int.from_bytes(hashlib.blake2b((u or "").encode(), digest_size=8).digest(), "little") % shards for u in ids),
-        dtype=np.int64, count=len(ids))
 
 
 def shard_dir(interval: Interval, teacher: str, shard: int) -> str:
