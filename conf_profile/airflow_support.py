@@ -9,7 +9,8 @@ registry is plain data).
 - `finish_run` (the refresh DAG's last task, trigger rule all_done) ends the run's MLflow parent run.
 - `take_run_lock` is the poke of the refresh DAG's first task (`exclusive`): one run works at a time,
   backfills included (max_active_runs counts backfill runs apart, D12; docs/orchestration.md, "Concurrency").
-- `training_pod` builds the KubernetesPodOperator of one training stage (kubernetes compute mode).
+- `training_pod` builds the KubernetesPodOperator of one training stage, `inference_pod` the one of a daily
+  profile shard (kubernetes compute mode).
 """
 
 from __future__ import annotations
@@ -207,6 +208,81 @@ def training_pod(stage: str, settings: Settings, **kwargs: Any):
         volume_mounts=mounts,
         service_account_name=c.service_account,
         labels={"app.kubernetes.io/name": "conf-profile", "conf-profile/stage": stage},
+        startup_timeout_seconds=c.pod_startup_timeout_s,
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",
+        deferrable=True,
+        **kwargs,
+    )
+
+
+# Inference pods: one GPU each; shards are the unit of parallelism (more shards, more pods).
+INFERENCE_GPUS = 1
+MODEL_VERSION_TEMPLATE = "{{ ti.xcom_pull(task_ids='champion')['model_version'] }}"
+
+
+def inference_command(settings: Settings, shard: int) -> list[str]:
+    """`-m conf_profile.cli infer-shard --shard <i> --model-version <templated> --interval <templated> --json`
+    (the arguments after `python`)."""
+    args = ["-m", "conf_profile.cli", "infer-shard", "--shard", str(shard), "--model-version",
+            MODEL_VERSION_TEMPLATE, "--interval", INTERVAL_TEMPLATE, "--json"]
+    if settings.lake:
+        args += ["--lake", settings.lake]
+    return args
+
+
+def _pod_world(settings: Settings) -> tuple[list, list, list, list]:
+    """env, env_from, volumes and mounts every conf-profile pod gets: the settings file (ConfigMap), the
+    shard count of the DAG's settings, and credentials from the Secret."""
+    from kubernetes.client import models as k8s
+
+    from conf_profile.config import params
+
+    c = settings.compute
+    env = [k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
+           k8s.V1EnvVar(name=params.env_var("labels.shards"), value=str(settings.labels.shards))]
+    env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
+        secret_key_ref=k8s.V1SecretKeySelector(name=c.secret_name, key=key, optional=True)))
+        for var, key in c.secret_env.items()]
+    volumes, mounts = [], []
+    if c.settings_config_map:
+        env.append(k8s.V1EnvVar(name="CONF_PROFILE_CONFIG", value=c.settings_mount_path))
+        volumes.append(k8s.V1Volume(name="conf-profile-settings",
+                                    config_map=k8s.V1ConfigMapVolumeSource(name=c.settings_config_map)))
+        mounts.append(k8s.V1VolumeMount(name="conf-profile-settings", mount_path=c.settings_mount_path,
+                                        sub_path="config.yaml", read_only=True))
+    env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=c.env_secret))] if c.env_secret else []
+    return env, env_from, volumes, mounts
+
+
+def inference_pod(settings: Settings, shard: int, **kwargs: Any):
+    """KubernetesPodOperator profiling one user shard of the day on a GPU node (trainer image, deferrable);
+    it commits profiles/dt=<day>/shard-<i>/ and the DAG's `profile_done` task writes the day's manifest."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    c = settings.compute
+    env, env_from, volumes, mounts = _pod_world(settings)
+    resources = k8s.V1ResourceRequirements(
+        limits={"nvidia.com/gpu": str(INFERENCE_GPUS), "cpu": c.pod_cpu, "memory": c.pod_memory},
+        requests={"cpu": c.pod_cpu, "memory": c.pod_memory},
+    )
+    return KubernetesPodOperator(
+        task_id=f"profile_shard_{shard}",
+        name=f"conf-profile-infer-{shard}",
+        namespace=c.namespace,
+        image=c.trainer_image,
+        cmds=["python"],
+        arguments=inference_command(settings, shard),
+        env_vars=env,
+        env_from=env_from,
+        container_resources=resources,
+        node_selector=dict(c.node_selector),
+        tolerations=[k8s.V1Toleration(**t) for t in c.tolerations],
+        volumes=volumes,
+        volume_mounts=mounts,
+        service_account_name=c.service_account,
+        labels={"app.kubernetes.io/name": "conf-profile", "conf-profile/stage": "infer", "conf-profile/shard": str(shard)},
         startup_timeout_seconds=c.pod_startup_timeout_s,
         get_logs=True,
         on_finish_action="delete_succeeded_pod",

@@ -3,7 +3,8 @@
 
 One run = one Monday-aligned week (UTC), its data interval `START..END` (END exclusive):
 
-`exclusive` (waits while another refresh run works, backfills included) → `extract_validate` → `documents` →
+`exclusive` (waits while another refresh run works, backfills included) → `extract_validate` →
+`plan_documents` → `documents` (mapped over user shards) → `documents_done` →
 `plan_label` → `label` (mapped over teacher × shard) → `label_done` →
 `aggregate` → `train_sft` → `train_rl` → `evaluate` → `register` → `promote` → `finish_run`
 
@@ -58,9 +59,18 @@ def conf_profile_refresh():
     def validate():
         return af.run_task("validate")
 
-    @task(task_id=T["documents"], execution_timeout=timedelta(hours=1))
-    def documents():
-        return af.run_task("documents")
+    @task(task_id=BY_NAME["documents"].plan_task_id, retries=0)
+    def plan_documents():
+        return af.run_task("documents", part="plan")
+
+    @task(task_id=T["documents"], map_index_template="{{ shard_name }}", execution_timeout=timedelta(hours=1))
+    def documents(shard: int):
+        get_current_context()["shard_name"] = f"shard-{shard}"
+        return af.run_task("documents", shard=shard)
+
+    @task(task_id=BY_NAME["documents"].commit_task_id, retries=0)
+    def documents_done():
+        return af.run_task("documents", part="commit")
 
     @task(task_id=BY_NAME["label"].plan_task_id, retries=0)
     def plan_label():
@@ -111,10 +121,12 @@ def conf_profile_refresh():
     def finish():
         return af.finish_run()
 
-    validated, docs, plan = validate(), documents(), plan_label()
+    validated, doc_plan, plan = validate(), plan_documents(), plan_label()
     exclusive() >> validated
+    docs, docs_done = documents.expand_kwargs(doc_plan), documents_done()
     labels, committed, agg = label.expand_kwargs(plan), label_done(), aggregate()
-    validated >> docs >> plan
+    validated >> doc_plan
+    docs >> docs_done >> plan
     labels >> committed >> agg
     if KUBERNETES:
         sft_pod, rl_pod = af.training_pod("sft", SETTINGS), af.training_pod("rl", SETTINGS)

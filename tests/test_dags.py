@@ -62,8 +62,8 @@ def test_refresh_dag_wiring(bag):
 
     t = dag.task_dict
     order = registry.refresh_task_ids()  # the registry is the one source of the stage list
-    assert order == ["extract_validate", "documents", "plan_label", "label", "label_done", "aggregate", "train_sft",
-                     "train_rl", "evaluate", "register", "promote", "finish_run"]
+    assert order == ["extract_validate", "plan_documents", "documents", "documents_done", "plan_label", "label",
+                     "label_done", "aggregate", "train_sft", "train_rl", "evaluate", "register", "promote", "finish_run"]
     from conf_profile.airflow_support import GATE_TASK
 
     assert {GATE_TASK, *order} == set(t)
@@ -77,6 +77,7 @@ def test_refresh_dag_wiring(bag):
     assert gate.mode == "reschedule" and gate.pool == "conf_profile_promote" and not gate.upstream_task_ids
     label = t["label"]
     assert type(label).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_label
+    assert type(t["documents"]).__name__.endswith("MappedOperator")  # .expand_kwargs over plan_documents
     assert label.partial_kwargs.get("retries", dag.default_args["retries"]) >= 1
     assert dag.default_args["retry_exponential_backoff"] and dag.default_args["max_retry_delay"] > timedelta(0)
     assert t["promote"].pool == "conf_profile_promote" and t["promote"].max_active_tis_per_dag == 1
@@ -110,7 +111,9 @@ def test_promote_and_inference_dags(bag):
     assert promote.task_dict["promote_manual"].pool == "conf_profile_promote"
     inf = bag.get_dag("conf_profile_inference")
     assert inf.timetable.expression == "0 3 * * *"
-    assert [t.task_id for t in inf.topological_sort()] == ["champion", "prepare", "profile"]
+    assert [t.task_id for t in inf.topological_sort()] == ["champion", "prepare", "profile", "profile_done"]
+    assert type(inf.task_dict["profile"]).__name__.endswith("MappedOperator")  # one task per user shard
+    assert "shards" in inf.params.dump()
 
 
 def test_dag_files_are_thin_and_parse_fast(airflow_home):

@@ -121,7 +121,7 @@ def _versions(state) -> list:
 
 def test_inference_skips_without_a_champion(e2e):
     dr, tis = _dag_test(e2e, "inference (no champion: skip)", "conf_profile_inference", _inference_date(DAY))
-    assert tis == {"champion": ["skipped"], "prepare": ["skipped"], "profile": ["skipped"]}
+    assert tis == {"champion": ["skipped"], "prepare": ["skipped"], "profile": ["skipped"], "profile_done": ["skipped"]}
     assert not e2e.lake.exists(f"profiles/dt={DAY.isoformat()}")
 
 
@@ -129,8 +129,9 @@ def test_weekly_refresh_end_to_end(e2e):
     dr, tis = _dag_test(e2e, f"refresh {W2}", "conf_profile_refresh", _utc(dt.date(2026, 11, 16)),
                         {"force_promote": True})
     assert dr.data_interval_start.date().isoformat() == "2026-11-09"
-    assert all(s == ["success"] for t, s in tis.items() if t != "label"), tis
+    assert all(s == ["success"] for t, s in tis.items() if t not in ("label", "documents")), tis
     assert tis["label"] == ["success"] * 10  # 5 teachers x 2 shards, one mapped task each
+    assert tis["documents"] == ["success"] * 2  # one mapped task per user shard
     e2e.runs["w2"] = dr
 
     lake, run = e2e.lake, "runs/2026-11-09_2026-11-16"
@@ -243,7 +244,8 @@ def test_inference_writes_profiles_with_the_champion(e2e):
 
     champion = _alias(e2e, "champion")
     dr, tis = _dag_test(e2e, f"inference {DAY}", "conf_profile_inference", _inference_date(DAY))
-    assert tis == {"champion": ["success"], "prepare": ["success"], "profile": ["success"]}
+    assert tis == {"champion": ["success"], "prepare": ["success"], "profile": ["success"] * 2,
+                   "profile_done": ["success"]}  # one profile task per user shard, one commit
     rel = f"profiles/dt={DAY.isoformat()}"
     assert e2e.lake.is_committed(rel)
     table = e2e.lake.read_committed(rel)
@@ -252,5 +254,5 @@ def test_inference_writes_profiles_with_the_champion(e2e):
     docs = e2e.lake.read_committed("runs/2026-11-10_2026-11-11/documents")
     n_attrs = len(set(table["attribute"].to_pylist()))
     assert table.num_rows == docs.num_rows * n_attrs and n_attrs == 8
-    out = _xcom(dr, "profile")
+    out = _xcom(dr, "profile_done")
     assert out["users"] == docs.num_rows and out["model_version"] == champion

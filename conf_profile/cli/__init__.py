@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "conf_profile.cli.aggregate_cmds",  # aggregate, report
     "conf_profile.cli.train_cmds",  # train sft|rl, evaluate
     "conf_profile.cli.run_cmds",  # run (the whole weekly refresh)
+    "conf_profile.cli.infer_cmds",  # infer-shard (one shard of the daily profiles: the inference pod)
     "conf_profile.cli.ops_cmds",  # registry/promote, doctor, taxonomy
     "conf_profile.cli.config_cmds",  # config
 ]

@@ -81,6 +81,8 @@ def _stage_line(stage: str, status: str, out: dict) -> str:
     if stage == "validate":
         return (f"✓ validate {out['interval']}: {out['rows_in']:,} rows in, {out['rows_kept']:,} kept, "
                 f"{out['rows_quarantined']:,} quarantined, {out['warnings']} warning(s)")
+    if stage == "documents" and "shard" in out:
+        return f"✓ documents shard-{out['shard']}: {out.get('status')}, {out.get('documents') or 0:,} users"
     if stage == "documents":
         skipped = f", {out['users_skipped']:,} users without a document" if out.get("users_skipped") else ""
         return (f"✓ documents: {out['documents']:,} users (median {out['median_chars']} chars){skipped} "
