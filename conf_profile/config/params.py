@@ -27,7 +27,8 @@ class RunParam:
 RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("teachers", "labels.teachers", "Teachers", "Teachers that label this week (names from labels.teachers)."),
     RunParam("shards", "labels.shards", "Shards",
-             "Document shards per teacher; each (teacher, shard) is one mapped task."),
+             "User shards (documents, labels, daily profiles): one mapped documents task per shard, one label "
+             "task per (teacher, shard)."),
     RunParam("student", "train.student", "Student",
              "Student preset (tiny, small), a checkpoint path or a models:/ URI."),
     RunParam("sft_epochs", "train.sft.epochs", "SFT epochs",
