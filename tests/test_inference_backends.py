@@ -197,6 +197,13 @@ def test_local_backend_gives_todays_rows(mlflow_tracking, tmp_settings, tmp_path
     assert merged.column("model_version").to_pylist() == ["1"] * merged.num_rows
     assert merged.drop_columns(["model_version"]).equals(expected)
 
+    # the student server's folder: `infer-export` writes the plain HF folder vllm serve loads
+    out = tmp_path / "export" / "champion"
+    assert main(["infer-export", "--model", uri, "--out", str(out), "--lake", tmp_settings.lake_uri]) == 0
+    assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
+    assert "chat_template" in (out / "tokenizer_config.json").read_text() or (out / "chat_template.jinja").is_file()
+    assert not (tmp_path / "export" / "champion.partial").exists()
+
 
 def test_shards_cover_every_user_once():
     for rows in (0, 1, 7, 100):
