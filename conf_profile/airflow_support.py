@@ -224,8 +224,9 @@ MODEL_VERSION_TEMPLATE = "{{ ti.xcom_pull(task_ids='champion')['model_version'] 
 def inference_command(settings: Settings, shard: int) -> list[str]:
     """`-m conf_profile.cli infer-shard --shard <i> --model-version <templated> --interval <templated> --json`
     (the arguments after `python`)."""
+    backend = "vllm" if settings.inference.backend == "local" else settings.inference.backend  # a GPU node
     args = ["-m", "conf_profile.cli", "infer-shard", "--shard", str(shard), "--model-version",
-            MODEL_VERSION_TEMPLATE, "--interval", INTERVAL_TEMPLATE, "--json"]
+            MODEL_VERSION_TEMPLATE, "--interval", INTERVAL_TEMPLATE, "--backend", backend, "--json"]
     if settings.lake:
         args += ["--lake", settings.lake]
     return args

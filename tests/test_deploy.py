@@ -37,11 +37,12 @@ CHART = ROOT / "helm" / "conf-profile"
 TOOLS_VENV = Path(os.environ.get("DEPLOY_TOOLS_VENV", ROOT / ".venv" / "deploy-tools"))
 INSTALL_HINT = "run `bash scripts/install-deploy-tools.sh`"
 
-ONE_SHOT = {"minio-init", "airflow-init"}
+ONE_SHOT = {"minio-init", "airflow-init", "student-export"}
 LONG_RUNNING = {
     "postgres", "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-    "airflow-triggerer", "vllm",
+    "airflow-triggerer", "vllm", "vllm-student",
 }
+PROFILED = {"vllm", "vllm-student", "student-export"}  # only with `--profile gpu` / `--profile student`
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 # .env keys that hold secrets: committed empty, required (${VAR:?...}) wherever compose uses them.
 REQUIRED_SECRETS = {
@@ -157,7 +158,8 @@ def _compose(cmd: list[str], env_file: Path, *args: str) -> subprocess.Completed
     )
 
 
-@pytest.mark.parametrize("profile", [[], ["--profile", "gpu"]], ids=["default", "gpu"])
+@pytest.mark.parametrize("profile", [[], ["--profile", "gpu"], ["--profile", "student"]],
+                         ids=["default", "gpu", "student"])
 def test_compose_config_is_valid(compose_cmd: list[str], tmp_path: Path, profile: list[str]) -> None:
     env_file = _filled_env(tmp_path)
     quiet = _compose(compose_cmd, env_file, *profile, "config", "-q")
@@ -166,9 +168,11 @@ def test_compose_config_is_valid(compose_cmd: list[str], tmp_path: Path, profile
     assert full.returncode == 0, full.stderr
     services = set(yaml.safe_load(full.stdout)["services"])
     # Compose v2 lists only the services of the active profiles; v1 (Debian's docker-compose) lists all.
-    assert (LONG_RUNNING | ONE_SHOT) - {"vllm"} <= services <= LONG_RUNNING | ONE_SHOT
-    if profile:
+    assert (LONG_RUNNING | ONE_SHOT) - PROFILED <= services <= LONG_RUNNING | ONE_SHOT
+    if profile == ["--profile", "gpu"]:
         assert "vllm" in services
+    if profile == ["--profile", "student"]:
+        assert {"vllm-student", "student-export"} <= services
 
 
 def test_compose_refuses_to_start_without_a_secret(compose_cmd: list[str], tmp_path: Path) -> None:
@@ -212,7 +216,7 @@ def test_compose_ports_only_on_loopback(compose: dict) -> None:
         for port in svc.get("ports", []):
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name} publishes {port!r}"
             published.append(port)
-    assert len(published) == 5  # airflow, mlflow, minio api + console, vllm
+    assert len(published) == 6  # airflow, mlflow, minio api + console, vllm, vllm-student
 
 
 def test_compose_airflow_and_conf_profile_wiring(compose: dict) -> None:
@@ -257,6 +261,17 @@ def test_compose_airflow_and_conf_profile_wiring(compose: dict) -> None:
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert vllm["entrypoint"] == ["vllm", "serve"] and "--port=8000" in vllm["command"]
     assert "--served-model-name=teacher" in vllm["command"]
+    # the student server: profile student, serves the folder student-export wrote, under the name the
+    # inference settings default to
+    student, export = services["vllm-student"], services["student-export"]
+    assert student["profiles"] == export["profiles"] == ["student"]
+    assert student["entrypoint"] == ["vllm", "serve"] and student["command"][0] == "/models/champion"
+    assert f"--served-model-name={Settings().inference.model}" in student["command"]
+    assert student["depends_on"] == {"student-export": {"condition": "service_completed_successfully"}}
+    out = next(a for a in export["command"] if a.startswith("--out="))
+    assert out == "--out=/models/champion" and export["command"][0] == "infer-export"
+    assert any(a.startswith("--model=models:/") and a.endswith("@champion") for a in export["command"])
+    assert {v.split(":")[0] for v in student["volumes"]} == {v.split(":")[0] for v in export["volumes"]}
 
 
 def test_compose_credentials_come_from_env(compose: dict) -> None:
@@ -595,7 +610,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, values: dict) -> dict:
     cases = {"defaults": values}
     for example in _ci_examples():
         cases[example.stem] = _merge(values, _load(example))
-    cases["everything-on"] = _merge(values, {"vllm": {"enabled": True}, "compute": {"namespace": "ml"}})
+    cases["everything-on"] = _merge(values, {"vllm": {"enabled": True}, "studentServer": {"enabled": True},
+                                             "compute": {"namespace": "ml"}})
     result = _render(tmp_path_factory.mktemp("charts"), cases)
     return {"cases": cases, **result}
 
@@ -658,6 +674,25 @@ def test_rendered_vllm_runs_on_gpu_nodes(rendered: dict) -> None:
         assert f"--served-model-name={vals['vllm']['servedModelName']}" in container["args"]
 
 
+def test_rendered_student_server(rendered: dict) -> None:
+    """studentServer: off by default; on, an init container exports the champion and vLLM serves that folder,
+    and the settings point inference.base_url at it."""
+    for case, vals in rendered["cases"].items():
+        kinds = _by_kind(rendered[case]["manifests"])
+        deploy = kinds.get(("Deployment", "test-release-vllm-student"))
+        assert (deploy is not None) == vals["studentServer"]["enabled"], case
+        if deploy is None:
+            continue
+        spec = deploy["spec"]["template"]["spec"]
+        [init], [container] = spec["initContainers"], spec["containers"]
+        assert init["command"] == ["python", "-m", "conf_profile.cli"] and init["args"][0] == "infer-export"
+        assert "--model=models:/conf-profile-student@champion" in init["args"] and "--out=/models/champion" in init["args"]
+        assert container["command"] == ["vllm", "serve"] and container["args"][0] == "/models/champion"
+        assert f"--served-model-name={vals['studentServer']['servedModelName']}" in container["args"]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == vals["studentServer"]["gpus"]
+        assert ("Service", "test-release-vllm-student") in kinds
+
+
 def test_rendered_settings_load_into_conf_profile(rendered: dict, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The ConfigMap the DAGs read is a valid conf-profile settings file with the cluster's endpoints."""
@@ -684,6 +719,8 @@ def test_rendered_settings_load_into_conf_profile(rendered: dict, tmp_path: Path
         expected_vllm = vals["vllm"]["baseUrl"] or ("http://test-release-vllm:8000/v1" if vals["vllm"]["enabled"] else None)
         assert s.compute.vllm_base_url == expected_vllm
         assert s.s3.access_key is None and s.s3.secret_key is None
+        expected_student = "http://test-release-vllm-student:8000/v1" if vals["studentServer"]["enabled"] else None
+        assert s.inference.base_url == expected_student
     teachers = Settings.load(tmp_path / "gpu-values.yaml").labels.teachers
     assert [t.name for t in teachers] == ["lexicon_all", "vllm_teacher"]
 

@@ -23,6 +23,7 @@ from conf_profile.config.sections import (
     DocumentSettings,
     EvalSettings,
     EvaluationSettings,
+    InferenceSettings,
     LabelSettings,
     MlflowSettings,
     PromotionSettings,
@@ -50,7 +51,7 @@ from conf_profile.errors import ConfigError
 
 __all__ = [
     "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "EvaluationSettings", "HFTeacher",
-    "LabelSettings", "LexiconTeacher", "MlflowSettings", "OpenAITeacher", "PromotionSettings", "RLSettings",
+    "InferenceSettings", "LabelSettings", "LexiconTeacher", "MlflowSettings", "OpenAITeacher", "PromotionSettings", "RLSettings",
     "S3Settings", "SFTSettings", "Settings", "SimulateSettings", "SourceSettings", "TableSpec", "TeacherSpec",
     "TrainSettings", "VLLMTeacher", "ValidationSettings", "row_floor", "source_schemas",
 ]
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @model_validator(mode="after")
     def _teachers_read_configured_sections(self) -> Settings:

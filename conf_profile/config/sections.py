@@ -401,3 +401,28 @@ class MlflowSettings(Strict):
     # server that is down fails within seconds instead of MLflow's minutes of retries.
     http_timeout_s: float = Field(10.0, gt=0)
     http_max_retries: int = Field(2, ge=0)
+
+
+class InferenceSettings(Strict):
+    """How the daily inference profiles users with the student (docs/inference.md): `local` (batched
+    transformers in the task's process), `vllm` (vllm.LLM offline in a GPU pod) or `openai` (an
+    OpenAI-compatible server such as `vllm serve` of the champion). Same prompt, parser and vote for all."""
+
+    backend: Literal["local", "vllm", "openai"] = "local"
+    samples: int = Field(1, ge=1)  # 1: greedy; k > 1: confidence-weighted vote over k sampled answers
+    temperature: float = Field(0.7, gt=0)  # sampling temperature of those k answers
+    batch_size: int | None = Field(None, ge=1)  # users per backend call; None: compute.inference_batch_size
+    max_tokens: int | None = Field(None, ge=1)  # None: the longest valid answer (local, vllm) or 512 (openai)
+    seed: int | None = None
+    # openai backend: the server, the served model name, bounded HTTP. The key is read from the environment
+    # variable named by api_key_env, never from a file.
+    base_url: str | None = None  # e.g. http://vllm-student:8000/v1
+    model: str = "student"  # --served-model-name of the server
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(60.0, gt=0)  # per request, the whole reply included
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    max_concurrency: int = Field(16, ge=1)
+    max_error_share: float = Field(0.01, ge=0, le=1)  # failed users above this share fail the task (retried)
+    # vllm backend: extra vllm.LLM(...) keyword arguments (gpu_memory_utilization, max_model_len, ...).
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ profiles table manifest (user_id, attribute, label, confidence, model_version) o
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from conf_profile.layout import LakeLayout
 from conf_profile.stages.context import StageContext
 
 VALID = b"conf_profile.valid_answers"  # schema metadata of profile_documents' table: fully valid answers
+STATS = b"conf_profile.inference_stats"  # ... and the backend's stats (failed users and why)
 
 
 def champion(ctx: StageContext) -> dict:
@@ -54,22 +56,18 @@ def prepare(ctx: StageContext, pods: int | None = None) -> list[dict]:
     return [{"shard": s} for s in range(n)]
 
 
-def profile_documents(settings: Any, model: Any, users: list[str], texts: list[str], taxonomy: Any):
-    """Profiles (PRED_SCHEMA: user_id, attribute, label, confidence) of these users' documents, in batches of
-    `compute.inference_batch_size`; the number of fully valid answers rides in the schema metadata (VALID).
-    The one place that turns documents into profiles: an inference backend replaces this body."""
-    import pyarrow as pa
+def profile_documents(settings: Any, model_ref: str, users: list[str], texts: list[str], taxonomy: Any,
+                      cache: Any = None):
+    """Profiles (PRED_SCHEMA: user_id, attribute, label, confidence) of these users' documents through the
+    configured inference backend (`conf_profile.inference`: local, vllm or openai; `inference.samples`); the
+    number of fully valid answers rides in the schema metadata (VALID), the backend's stats in STATS."""
+    import json
 
-    from conf_profile.train.student_eval import predictions
+    from conf_profile.inference import profile_documents as run_backend
 
-    bs = settings.compute.inference_batch_size
-    parts, valid = [], 0
-    for start in range(0, len(users), bs):
-        rollouts, ok = parse_student_answers(list(model.predict(texts[start:start + bs])), taxonomy)
-        valid += ok
-        parts.append(predictions(users[start:start + bs], rollouts, taxonomy))
-    table = pa.concat_tables(parts) if parts else predictions([], [], taxonomy)
-    return table.replace_schema_metadata({VALID: str(valid).encode()})
+    table, stats = run_backend(settings, model_ref, users, texts, taxonomy, cache=cache)
+    valid = round((stats.get("valid_rate") or 0) * stats.get("profiled", 0))
+    return table.replace_schema_metadata({VALID: str(valid).encode(), STATS: json.dumps(stats).encode()})
 
 
 def profile_shard(ctx: StageContext, model_version: str, shard: int) -> dict:
@@ -87,7 +85,7 @@ def profile_shard(ctx: StageContext, model_version: str, shard: int) -> dict:
     docs_rel = ctx.layout.documents_shard(shard)
     rel = LakeLayout.profiles_shard(ctx.interval.start, shard)
     expect = {"model_version": str(model_version), "documents": ctx.lake.fingerprint(docs_rel), "shards": n,
-              "shard": shard}
+              "shard": shard, **_answering(ctx.settings)}
     out = {"stage": "infer_profiles", "interval": str(ctx.interval), "shard": shard,
            "model_version": str(model_version), "path": ctx.lake.uri_of(rel)}
     if (meta := sharding.finished(ctx.lake, rel, expect)) is not None:
@@ -96,22 +94,27 @@ def profile_shard(ctx: StageContext, model_version: str, shard: int) -> dict:
     users = docs.column("user_id").to_pylist() if docs.num_columns else []
     texts = docs.column("document").to_pylist() if docs.num_columns else []
     taxonomy = load_taxonomy(ctx.settings.taxonomy_path)
-    table = profile_documents(ctx.settings, load_champion(ctx, model_version) if users else None, users, texts,
-                              taxonomy)
-    valid = int((table.schema.metadata or {}).get(VALID, b"0"))
+    ctx.tr  # noqa: B018 - configures the MLflow tracking/registry URIs
+    from conf_profile.train import runtime
+
+    table = profile_documents(ctx.settings, f"models:/{ctx.settings.mlflow.model_name}/{model_version}", users,
+                              texts, taxonomy, cache=runtime.work_dir(ctx.settings, ctx.interval,
+                                                                      f"infer-model-{model_version}"))
+    md = table.schema.metadata or {}
+    valid, stats = int(md.get(VALID, b"0")), json.loads(md.get(STATS, b"{}"))
     table = table.replace_schema_metadata(None)
     table = table.append_column("model_version", pa.array([str(model_version)] * table.num_rows, pa.string()))
-    meta = {**expect, "interval": str(ctx.interval), "users": len(users), "rows": table.num_rows, "valid": valid}
+    failed = {"failed_users": stats.get("failed_users", 0), "failure_reasons": stats.get("failure_reasons", {})}
+    meta = {**expect, "interval": str(ctx.interval), "users": len(users), "rows": table.num_rows, "valid": valid,
+            **failed}
     ctx.lake.write_committed_table(rel, table, meta=meta)
-    return {**out, "users": len(users), "rows": table.num_rows, "valid": valid, "status": "done",
+    return {**out, "users": len(users), "rows": table.num_rows, "valid": valid, **failed, "status": "done",
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def load_champion(ctx: StageContext, model_version: str) -> Any:
-    import mlflow.pyfunc
-
-    ctx.tr  # noqa: B018 - configures the MLflow tracking/registry URIs
-    return mlflow.pyfunc.load_model(f"models:/{ctx.settings.mlflow.model_name}/{model_version}")
+def _answering(settings: Any) -> dict:
+    """How answers are made: a shard profiled with another backend or number of samples is redone."""
+    return {"backend": settings.inference.backend, "samples": settings.inference.samples}
 
 
 def commit(ctx: StageContext, model_version: str) -> dict:
@@ -123,23 +126,16 @@ def commit(ctx: StageContext, model_version: str) -> dict:
     docs = document_shards.commit(ctx.lake, ctx.interval, ctx.settings)
     rel = LakeLayout.profiles(ctx.interval.start)
     metas = sharding.commit_shards(ctx.lake, rel, n, expect=lambda i: {
-        "model_version": str(model_version), "shards": n, "shard": i,
+        "model_version": str(model_version), "shards": n, "shard": i, **_answering(ctx.settings),
         "documents": ctx.lake.fingerprint(ctx.layout.documents_shard(i))})
-    users, rows, valid = (sum(int(m.get(k) or 0) for m in metas) for k in ("users", "rows", "valid"))
+    users, rows, valid, failed = (sum(int(m.get(k) or 0) for m in metas)
+                                  for k in ("users", "rows", "valid", "failed_users"))
     meta = {"interval": str(ctx.interval), "model_name": ctx.settings.mlflow.model_name,
-            "model_version": str(model_version), "users": users, "rows": rows, "shards": n}
+            "model_version": str(model_version), "users": users, "rows": rows, "shards": n,
+            "failed_users": failed, **_answering(ctx.settings)}
     man = ctx.lake.manifest(rel)
     ctx.lake.write_json(f"{rel}/_manifest.json", {**man, "meta": meta})
     return {"stage": "infer_profiles", "interval": str(ctx.interval), "users": users, "rows": rows, "shards": n,
-            "documents": docs["documents"], "valid_rate": round(valid / users, 4) if users else None,
+            "failed_users": failed, "documents": docs["documents"], "valid_rate": round(valid / users, 4) if users else None,
             "model_version": str(model_version), "path": ctx.lake.uri_of(rel)}
 
-
-def parse_student_answers(texts: list[str], taxonomy: Any) -> tuple[list, int]:
-    """Student answers -> (rollouts, number fully valid), parsed exactly as the evaluation parses them."""
-    from conf_profile.teachers.parse import parse_answer
-    from conf_profile.train.rewards import Rollout
-
-    parsed = [parse_answer(t, taxonomy, confidence="probability") for t in texts]
-    rollouts = [Rollout(dict(p.labels), dict(p.confidences), p.error is None) for p in parsed]
-    return rollouts, sum(1 for p in parsed if p.ok)

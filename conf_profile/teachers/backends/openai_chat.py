@@ -41,6 +41,7 @@ class _Retryable(Exception):
 
 class OpenAITeacher(LLMTeacher):
     backend = "openai"
+    api_key_env = "OPENAI_API_KEY"  # the environment variable holding the key (the student backend names its own)
 
     def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, base_url: str | None = None):
         super().__init__(spec, taxonomy)
@@ -91,7 +92,7 @@ class OpenAITeacher(LLMTeacher):
     async def _label_all(self, documents: list[tuple[str, str]]) -> list[list[str] | str]:
         results: list[list[str] | str] = [""] * len(documents)
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get("OPENAI_API_KEY")
+        key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         workers = max(1, min(self.spec.max_concurrency, len(documents)))

@@ -112,5 +112,8 @@ then confProfile.settings merged over them. Credentials never go here (the loade
       "compute" $compute -}}
 {{- $mlflow := include "conf-profile.mlflowUri" . -}}
 {{- if $mlflow }}{{ $_ := set $generated "mlflow" (dict "tracking_uri" $mlflow) }}{{ end -}}
+{{- if .Values.studentServer.enabled }}
+{{- $_ := set $generated "inference" (dict "base_url" (printf "http://%s:%d/v1" (include "conf-profile.componentName" (dict "root" . "component" "vllm-student")) (int .Values.studentServer.port)) "model" .Values.studentServer.servedModelName) }}
+{{- end -}}
 {{- toYaml (mustMergeOverwrite $generated (deepCopy .Values.confProfile.settings)) -}}
 {{- end -}}
