@@ -129,13 +129,15 @@ def test_a_lost_or_failed_document_shard_is_redone_alone(world, monkeypatch):
 
 
 class FakeChampion:
-    """A deterministic 'student': one valid answer per document, its classes picked by the document's hash."""
+    """A deterministic inference backend: one valid answer per document, its classes picked by the document's
+    hash (the shape of conf_profile.inference's backends: generate(documents, n) -> answers per document)."""
+
+    name = "fake"
 
     def __init__(self, taxonomy):
-        self.taxonomy, self.calls = taxonomy, 0
+        self.taxonomy = taxonomy
 
-    def predict(self, texts):
-        self.calls += 1
+    def generate(self, texts, n):
         out = []
         for text in texts:
             h = int(hashlib.md5(text.encode()).hexdigest(), 16)
@@ -143,16 +145,20 @@ class FakeChampion:
             for k, a in enumerate(self.taxonomy.attributes):
                 c = a.classes[(h >> k) % len(a.classes)]
                 ans[a.name] = {"label": [c] if a.is_multi else c, "confidence": 0.5 + (h >> k) % 5 / 10}
-            out.append(json.dumps(ans))
+            out.append([json.dumps(ans)] * n)
         return out
 
 
+def _fake_backend(monkeypatch):
+    from conf_profile.inference import profile
+
+    monkeypatch.setattr(profile, "make_backend", lambda settings, ref, taxonomy, cache=None: FakeChampion(taxonomy))
+
+
 def _profiles(monkeypatch, shards: int) -> tuple[dict, pa.Table, list[dict]]:
-    from conf_profile.stages import infer
-    from conf_profile.taxonomy import load_taxonomy
 
     ctx = runner.make_context(str(DAY))
-    monkeypatch.setattr(infer, "load_champion", lambda c, v: FakeChampion(load_taxonomy(ctx.settings.taxonomy_path)))
+    _fake_backend(monkeypatch)
     kw = {"interval": str(DAY), "tracking": False, "params": {"shards": shards}}
     items = runner.run("infer_profiles", part="plan", **kw)
     outs = [runner.run("infer_profiles", model_version="7", **kw, **item) for item in items]
@@ -251,11 +257,8 @@ def test_kubernetes_mode_renders_one_gpu_inference_pod_per_shard(airflow_home, m
 
 def test_infer_shard_command_runs_one_shard(world, monkeypatch):
     from conf_profile.cli import main
-    from conf_profile.stages import infer
-    from conf_profile.taxonomy import load_taxonomy
 
-    ctx = runner.make_context(str(DAY))
-    monkeypatch.setattr(infer, "load_champion", lambda c, v: FakeChampion(load_taxonomy(ctx.settings.taxonomy_path)))
+    _fake_backend(monkeypatch)
     runner.run("infer_profiles", part="plan", interval=str(DAY), tracking=False)  # the DAG's prepare: validate
     world.delete(LakeLayout.profiles_shard(DAY.start, 1))
     assert main(["infer-shard", "--interval", str(DAY), "--shard", "1", "--model-version", "9", "--json"]) == 0

@@ -35,7 +35,6 @@ COMMAND_MODULES = [
     "conf_profile.cli.infer_cmds",  # infer-shard (one shard of the daily profiles: the inference pod)
     "conf_profile.cli.ops_cmds",  # registry/promote, doctor, taxonomy
     "conf_profile.cli.config_cmds",  # config
-    "conf_profile.cli.infer_cmds",  # infer-shard (one inference shard, the GPU pod's command)
 ]
 
 
