@@ -223,6 +223,7 @@ def bench(sizes: tuple[int, ...] = SIZES, shards: str | None = "auto", infer_siz
     """Stage 1 at every size of `sizes`, inference at every size of `infer_sizes` (None: the same sizes;
     empty: none). The champion is trained on the smallest lake, which therefore always runs Stage 1."""
     infer_sizes = tuple(sizes if infer_sizes is None else infer_sizes)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the champion is logged in-process
     load_before = load_average()
     tmp = tempfile.TemporaryDirectory(prefix="bench_scale_") if keep is None else None
     base = Path(keep or tmp.name)
