@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="users of the inference lakes ('' for none)")
     p.add_argument("--profile", action="store_true", help="cProfile each Stage-1 stage at the largest size")
     p.add_argument("--keep", help="keep the lakes under this folder")
-    p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"),
+                   help="also write the JSON here (default bench/results/scale.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--interval", help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -344,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     result["markdown"] = markdown(result)
     text = json.dumps(result, indent=2, default=str)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text)
     print(result["markdown"], file=sys.stderr)
