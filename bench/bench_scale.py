@@ -6,8 +6,9 @@ per shard flat, and Stage 1 at 32k users under a minute on 2 cores. Each size ge
 <stage>` does (tracking off, mapped stages as plan -> items -> commit), each stage in its own subprocess so
 its peak RSS (VmHWM) is its own. Inference: a tiny student trained for a fixed small number of SFT steps on
 the smallest lake, registered in the bench's own MLflow store as champion, then the daily inference stages
-(prepare, profiles) on one day of every lake. The baseline is the smallest size of the same run: the
-scaling exponent per step is (time ratio) / (users ratio), 1.0 = linear.
+(prepare, profiles) on one day of every inference lake. The baseline is the previous size of the same run:
+per step the time ratio, that ratio per doubling of users (2.0x = linear) and divided by the users ratio
+(1.0 = linear).
 
 Run: `python -m bench.bench_scale [--sizes 2000,8000,32000] [--infer-sizes ...] [--shards auto|N] [--profile]`
 (prints one JSON object; `--profile` adds the top functions of each Stage-1 stage at the largest size).
