@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["bench_simulate", "bench_validate", "bench_documents", "bench_redact", "bench_voting", "bench_train"]
+BENCHES = ["bench_simulate", "bench_validate", "bench_documents", "bench_redact", "bench_voting", "bench_train",
+           "bench_scale"]
 
 
 def main(argv: list[str]) -> int:
