@@ -264,3 +264,27 @@ def test_infer_shard_command_runs_one_shard(world, monkeypatch):
     assert main(["infer-shard", "--interval", str(DAY), "--shard", "1", "--model-version", "9", "--json"]) == 0
     part = world.read_committed(LakeLayout.profiles_shard(DAY.start, 1))
     assert set(pc.unique(part["model_version"]).to_pylist()) == {"9"}
+
+
+def test_a_label_task_reads_only_its_document_shard(world, monkeypatch):
+    """Label shard i reads documents/shard-<i>/ alone when documents were split the same way (its work does not
+    grow with every user), and the whole dataset (then filtered) when the shard counts differ."""
+    from conf_profile.config import Settings
+    from conf_profile.teachers import labelling
+
+    _docs(3)
+    read: list[str] = []
+    original = type(world).read_bytes
+    monkeypatch.setattr(type(world), "read_bytes", lambda self, rel: read.append(rel) or original(self, rel))
+    settings = Settings.load()
+    out = labelling.label_shard(world, IV, settings, "lexicon_all", 1, force=True)
+    docs = [r for r in read if "/documents/" in r and r.endswith(".parquet")]
+    assert docs and all("/documents/shard-1/" in r for r in docs), docs
+    assert out["users"] == world.read_committed(RunLayout(IV).documents_shard(1)).num_rows
+    read.clear()
+    settings.labels.shards = 2  # documents of 3 shards, labels of 2: read everything, split by shard_of
+    out2 = labelling.label_shard(world, IV, settings, "lexicon_all", 1, force=True)
+    assert {r.split("/documents/")[1].split("/")[0] for r in read if "/documents/" in r and r.endswith(".parquet")} == {"shard-0", "shard-1",
+                                                                                             "shard-2"}
+    whole = world.read_committed(RunLayout(IV).documents)
+    assert out2["users"] == int((shard_of(whole["user_id"], 2) == 1).sum())

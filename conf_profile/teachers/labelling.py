@@ -84,20 +84,22 @@ def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None 
 
 
 class _Documents:
-    """The interval's documents, read once, with the shard of every user. The fingerprint hashes the
-    committed files' bytes, so rebuilt documents with new content make every shard stale."""
+    """The interval's documents with the shard of every user. The fingerprint hashes the committed files'
+    bytes, so rebuilt documents with new content make every shard stale. With `only`, a labelling task reads
+    just that shard's part when the documents were built with the same shard count (documents and labels
+    split users with the one `shards.shard_of`): the work of one task then does not grow with all users."""
 
-    def __init__(self, lake: Lake, interval: Interval, shards: int):
-        rel = RunLayout(interval).documents
+    def __init__(self, lake: Lake, interval: Interval, shards: int, only: int | None = None):
+        layout = RunLayout(interval)
+        rel = layout.documents
         if not lake.is_committed(rel):
             raise ConfProfileError(f"No committed documents for {interval} at {lake.uri_of(rel)}.",
                                    f"Run `conf-profile documents --interval {interval}` first.")
-        parts = []
-        for name in sorted(lake.manifest(rel)["files"]):
-            if not name.endswith(".parquet"):
-                continue
-            data = lake.read_bytes(posixpath.join(rel, name))
-            parts.append(pq.read_table(pa.BufferReader(data), columns=["user_id", "document"]))
+        names = sorted(n for n in lake.manifest(rel)["files"] if n.endswith(".parquet"))
+        if only is not None and _built_with(lake, layout.documents_shard(only), shards):
+            names = [n for n in names if n.startswith(f"shard-{only}/")]
+        parts = [pq.read_table(pa.BufferReader(lake.read_bytes(posixpath.join(rel, n))), columns=["user_id", "document"])
+                 for n in names]
         self.fingerprint = lake.fingerprint(rel)
         self.table = (pa.concat_tables(parts) if parts else
                       pa.table({"user_id": pa.array([], pa.string()), "document": pa.array([], pa.string())}))
@@ -106,6 +108,14 @@ class _Documents:
 
     def for_shard(self, shard: int) -> pa.Table:
         return self.table.filter(pa.array(self.shard == shard)).combine_chunks()
+
+
+def _built_with(lake: Lake, shard_rel: str, shards: int) -> bool:
+    """Whether a committed documents shard folder was split into `shards` shards."""
+    try:
+        return lake.is_committed(shard_rel) and (lake.manifest(shard_rel).get("meta") or {}).get("shards") == shards
+    except (ValueError, KeyError, TypeError, OSError, ConfProfileError):
+        return False
 
 
 def _finished(lake: Lake, rel: str, expect: dict[str, Any]) -> dict | None:
@@ -209,7 +219,7 @@ def label_shard(lake: Lake, interval: Interval, settings: Settings, teacher: str
                                f"Pass a shard from 0 to {shards - 1}.")
     spec = find_spec(settings, teacher)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    docs = _Documents(lake, interval, shards)
+    docs = _Documents(lake, interval, shards, only=shard)
     return _run_shard(lake, interval, spec, shard, docs, _LazyTeacher(spec, settings), taxonomy, force,
                       settings.labels.max_error_share)
 
