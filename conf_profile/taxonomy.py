@@ -11,6 +11,7 @@ its label (that ordering helps small students):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from conf_profile.errors import TaxonomyError
+from conf_profile.errors import TaxonomyError, yaml_problem
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
 
 UNKNOWN = "unknown"
 
@@ -56,10 +59,20 @@ class Attribute(BaseModel):
                 names.append(item)
         return {**data, "classes": names, "descriptions": described}
 
+    def canonical(self, label: str) -> str:
+        """`label`, or the one class it spells with other separators (spaces, hyphens, underscores)."""
+        if label in self.classes:
+            return label
+        key = _SEPARATORS.sub("_", label.strip())
+        hits = [c for c in self.classes if _SEPARATORS.sub("_", c) == key]
+        return hits[0] if len(hits) == 1 else label
+
     @model_validator(mode="after")
     def _check(self) -> Attribute:
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"attribute {self.name} lists a class twice")
+        twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if twice:
+            raise ValueError(f"attribute {self.name} lists class(es) {', '.join(map(repr, twice))} twice; "
+                             "list each class once")
         if UNKNOWN in self.classes:
             raise ValueError(f"attribute {self.name}: '{UNKNOWN}' is implicit, do not list it")
         # Answers are lower-cased before matching (teachers/parse.py): a class with capitals or surrounding
@@ -90,8 +103,10 @@ class Taxonomy(BaseModel):
     @model_validator(mode="after")
     def _unique(self) -> Taxonomy:
         names = [a.name for a in self.attributes]
-        if len(set(names)) != len(names):
-            raise ValueError("attribute names must be unique")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"attribute names must be unique: {', '.join(map(repr, twice))} is listed more "
+                             "than once")
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------
@@ -144,7 +159,8 @@ class Taxonomy(BaseModel):
 
     # ---- validation ----------------------------------------------------------------------------------
     def check_label(self, attribute: str, label: Any) -> tuple[Any, str | None]:
-        """Normalise one label; returns (label, error). Out-of-taxonomy labels are rejected, not mapped."""
+        """Normalise one label; returns (label, error). Out-of-taxonomy labels are rejected, not mapped; a class
+        written with other separators ("office worker", "18-24" for office_worker, 18_24) is that class."""
         try:
             attr = self.attribute(attribute)
         except KeyError:
@@ -156,6 +172,7 @@ class Taxonomy(BaseModel):
                 label = [label]
             if not isinstance(label, list) or not all(isinstance(x, str) for x in label):
                 return None, f"{attribute}: label must be a list of strings"
+            label = [attr.canonical(x) for x in label]
             bad = [x for x in label if x not in attr.classes]
             if bad:
                 return None, f"{attribute}: labels outside the taxonomy: {bad[:3]}"
@@ -165,6 +182,7 @@ class Taxonomy(BaseModel):
             return sorted(uniq), None
         if not isinstance(label, str):
             return None, f"{attribute}: label must be a string"
+        label = attr.canonical(label)
         if label != self.unknown and label not in attr.classes:
             return None, f"{attribute}: label {label[:40]!r} is outside the taxonomy"
         return label, None
@@ -182,14 +200,34 @@ def _load(path: str) -> Taxonomy:
     if not p.is_file():
         raise TaxonomyError(f"Taxonomy file {p} does not exist.", "Point taxonomy_path at a YAML taxonomy file.")
     try:
-        return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
+        raw = yaml.safe_load(p.read_text())
+        return Taxonomy.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise TaxonomyError(f"Taxonomy file {p} is invalid: {exc}", "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+        raise TaxonomyError(f"Taxonomy file {p} is not valid YAML: {yaml_problem(exc)}.",
+                            "Fix the YAML syntax; see conf_profile/resources/taxonomy.yaml.") from None
     except ValidationError as exc:
-        why = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'top'}: {e['msg'].removeprefix('Value error, ')}"
-                        for e in exc.errors()[:5])
+        why = "; ".join(f"{_where(raw, e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()[:5])
         raise TaxonomyError(f"Taxonomy file {p} is invalid: {why}.",
                             "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+
+
+def _where(raw: Any, loc: tuple) -> str:
+    """A validation error's place, with the attribute's name: "attributes[1] (age).classes"."""
+    if not loc:
+        return "the file"
+    out = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out[-1:] = [f"{out[-1] if out else ''}[{part}]"]
+            if i == 1 and loc[0] == "attributes" and isinstance(raw, dict):
+                items = raw.get("attributes")
+                name = items[part].get("name") if isinstance(items, list) and part < len(items) and \
+                    isinstance(items[part], dict) else None
+                if name:
+                    out[-1] += f" ({name})"
+        else:
+            out.append(str(part))
+    return ".".join(out)
 
 
 def write_schema(taxonomy: Taxonomy, path: str | Path) -> None:
