@@ -11,7 +11,6 @@ its label (that ordering helps small students):
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,8 +20,6 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from conf_profile.errors import TaxonomyError, yaml_problem
-
-_SEPARATORS = re.compile(r"[\s_\-]+")
 
 UNKNOWN = "unknown"
 
@@ -58,14 +55,6 @@ class Attribute(BaseModel):
             else:
                 names.append(item)
         return {**data, "classes": names, "descriptions": described}
-
-    def canonical(self, label: str) -> str:
-        """`label`, or the one class it spells with other separators (spaces, hyphens, underscores)."""
-        if label in self.classes:
-            return label
-        key = _SEPARATORS.sub("_", label.strip())
-        hits = [c for c in self.classes if _SEPARATORS.sub("_", c) == key]
-        return hits[0] if len(hits) == 1 else label
 
     @model_validator(mode="after")
     def _check(self) -> Attribute:
@@ -159,8 +148,7 @@ class Taxonomy(BaseModel):
 
     # ---- validation ----------------------------------------------------------------------------------
     def check_label(self, attribute: str, label: Any) -> tuple[Any, str | None]:
-        """Normalise one label; returns (label, error). Out-of-taxonomy labels are rejected, not mapped; a class
-        written with other separators ("office worker", "18-24" for office_worker, 18_24) is that class."""
+        """Normalise one label; returns (label, error). Out-of-taxonomy labels are rejected, not mapped."""
         try:
             attr = self.attribute(attribute)
         except KeyError:
@@ -172,7 +160,6 @@ class Taxonomy(BaseModel):
                 label = [label]
             if not isinstance(label, list) or not all(isinstance(x, str) for x in label):
                 return None, f"{attribute}: label must be a list of strings"
-            label = [attr.canonical(x) for x in label]
             bad = [x for x in label if x not in attr.classes]
             if bad:
                 return None, f"{attribute}: labels outside the taxonomy: {bad[:3]}"
@@ -182,7 +169,6 @@ class Taxonomy(BaseModel):
             return sorted(uniq), None
         if not isinstance(label, str):
             return None, f"{attribute}: label must be a string"
-        label = attr.canonical(label)
         if label != self.unknown and label not in attr.classes:
             return None, f"{attribute}: label {label[:40]!r} is outside the taxonomy"
         return label, None
