@@ -80,14 +80,14 @@ def missing_prerequisites() -> list[str]:
             missing.append("the `postgres` system user to run PostgreSQL as root (bash scripts/install-postgres.sh)")
         if shutil.which("runuser") is None:
             missing.append("runuser (util-linux) to run PostgreSQL as the postgres user")
-    for tool, extra in (("airflow", "airflow"), ("mlflow", "dev")):
+    for tool, pip in (("airflow", "-e '.[airflow]'"), ("mlflow", "-e .")):
         if not Path(_venv_bin(tool)).exists() and shutil.which(tool) is None:
-            missing.append(f"the `{tool}` command (pip install -e '.[{extra}]')")
-    for mod, extra in (("psycopg2", "postgres"), ("asyncpg", "postgres"), ("httpx", "dev")):
+            missing.append(f"the `{tool}` command (pip install {pip}; `make setup` does all of it)")
+    for mod in ("psycopg2", "asyncpg"):
         try:
             __import__(mod)
         except ImportError:
-            missing.append(f"the Python package {mod} (pip install -e '.[{extra}]')")
+            missing.append(f"the Python package {mod} (pip install -e '.[postgres]')")
     return missing
 
 
