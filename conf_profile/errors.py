@@ -35,3 +35,15 @@ class ValidationFailed(ConfProfileError):
 
 class TaxonomyError(ConfProfileError):
     """The taxonomy file is malformed."""
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser error on one line, with where it is ("line 2, column 9: expected ',' or '}' ..."):
+    PyYAML's own text spans several lines with carets, which breaks the one-paragraph error contract."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    started = (f" ({context} at line {cmark.line + 1}, column {cmark.column + 1})"
+               if context and cmark is not None else "")
+    return " ".join(f"{where}{problem}{started}".split())

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from conf_profile.errors import TaxonomyError
+from conf_profile.errors import TaxonomyError, yaml_problem
 
 UNKNOWN = "unknown"
 
@@ -58,8 +58,10 @@ class Attribute(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Attribute:
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"attribute {self.name} lists a class twice")
+        twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if twice:
+            raise ValueError(f"attribute {self.name} lists class(es) {', '.join(map(repr, twice))} twice; "
+                             "list each class once")
         if UNKNOWN in self.classes:
             raise ValueError(f"attribute {self.name}: '{UNKNOWN}' is implicit, do not list it")
         # Answers are lower-cased before matching (teachers/parse.py): a class with capitals or surrounding
@@ -90,8 +92,10 @@ class Taxonomy(BaseModel):
     @model_validator(mode="after")
     def _unique(self) -> Taxonomy:
         names = [a.name for a in self.attributes]
-        if len(set(names)) != len(names):
-            raise ValueError("attribute names must be unique")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"attribute names must be unique: {', '.join(map(repr, twice))} is listed more "
+                             "than once")
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------
@@ -182,14 +186,34 @@ def _load(path: str) -> Taxonomy:
     if not p.is_file():
         raise TaxonomyError(f"Taxonomy file {p} does not exist.", "Point taxonomy_path at a YAML taxonomy file.")
     try:
-        return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
+        raw = yaml.safe_load(p.read_text())
+        return Taxonomy.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise TaxonomyError(f"Taxonomy file {p} is invalid: {exc}", "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+        raise TaxonomyError(f"Taxonomy file {p} is not valid YAML: {yaml_problem(exc)}.",
+                            "Fix the YAML syntax; see conf_profile/resources/taxonomy.yaml.") from None
     except ValidationError as exc:
-        why = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'top'}: {e['msg'].removeprefix('Value error, ')}"
-                        for e in exc.errors()[:5])
+        why = "; ".join(f"{_where(raw, e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()[:5])
         raise TaxonomyError(f"Taxonomy file {p} is invalid: {why}.",
                             "Fix it; see conf_profile/resources/taxonomy.yaml.") from None
+
+
+def _where(raw: Any, loc: tuple) -> str:
+    """A validation error's place, with the attribute's name: "attributes[1] (age).classes"."""
+    if not loc:
+        return "the file"
+    out = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out[-1:] = [f"{out[-1] if out else ''}[{part}]"]
+            if i == 1 and loc[0] == "attributes" and isinstance(raw, dict):
+                items = raw.get("attributes")
+                name = items[part].get("name") if isinstance(items, list) and part < len(items) and \
+                    isinstance(items[part], dict) else None
+                if name:
+                    out[-1] += f" ({name})"
+        else:
+            out.append(str(part))
+    return ".".join(out)
 
 
 def write_schema(taxonomy: Taxonomy, path: str | Path) -> None:

@@ -32,6 +32,8 @@ def _paths(model: type[BaseModel], prefix: tuple = ()) -> list[tuple[tuple, type
                 out += [((*prefix, name, backend), spec) for backend, spec in SPECS.items()]
             elif name == "tables":  # source.tables: a dict of table descriptions, keyed by table name
                 out += _paths(sub, (*prefix, name, "profiles"))
+            elif name == "ranges":  # source.tables.<t>.ranges: keyed by a numeric column of the table
+                out += _paths(sub, (*prefix, name, "declared_birth_year"))
             else:
                 out += _paths(sub, (*prefix, name))
     return out

@@ -24,7 +24,7 @@ def test_class_as_name_or_mapping():
     (["cat", {"description": "no name"}], "no name"),
     (["cat", {"name": "dog", "colour": "brown"}], "colour"),
     (["cat", {"name": "dog", "description": "  "}], "empty description"),
-    (["cat", "cat"], "lists a class twice"),
+    (["cat", "cat"], "'cat' twice"),
 ])
 def test_bad_class_entries_are_refused(tmp_path, classes, message):
     path = tmp_path / "tax.yaml"

@@ -9,10 +9,12 @@ a handler returns a `Result` (its summary dict plus the human text).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
 import os
+import re
 import sys
 import textwrap
 import traceback
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conf_profile import __version__
-from conf_profile.errors import ConfProfileError
+from conf_profile.errors import ConfProfileError, LakeError
 
 # Command modules, in the order `--help` lists them. Each adds its subcommand(s).
 COMMAND_MODULES = [
@@ -105,6 +107,35 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any):
     return Settings.load(getattr(args, "config", None), lake=getattr(args, "lake", None), **overrides)
 
 
+# Errors of the machine, not of conf-profile: a folder that cannot be written, a full disk. Each gets one
+# paragraph naming the path and the settings that choose where outputs go, instead of "likely a bug".
+_STORAGE_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on the device",
+                   errno.EDQUOT: "disk quota exceeded"}
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)  # pyarrow's filesystem errors carry it as text
+_QUOTED_PATH = re.compile(r"'(/[^']*)'")
+
+
+def storage_error(exc: BaseException) -> ConfProfileError | None:
+    """The user-facing form of an OSError caused by where outputs are written (None for anything else)."""
+    if not isinstance(exc, OSError) or isinstance(exc, BrokenPipeError):
+        return None
+    code = exc.errno
+    if code not in _STORAGE_ERRNOS:
+        found = _ERRNO_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in _STORAGE_ERRNOS:
+        return None
+    path = exc.filename or ((m := _QUOTED_PATH.search(str(exc))) and m.group(1)) or "a file"
+    why = _STORAGE_ERRNOS[code]
+    fix = ("Free space on that device (or point the lake and data_dir at another device) and rerun the same command: finished "
+           "stages are kept." if code in (errno.ENOSPC, errno.EDQUOT) else
+           "Point the lake (--lake, `lake`, CONF_PROFILE_LAKE) or data_dir at a folder you can write, or make "
+           "this one writable, and rerun: conf-profile writes its outputs under runs/ of the lake and MLflow's "
+           "store under data_dir; raw/ is only read.")
+    return LakeError(f"Cannot write {path}: {why}.", fix)
+
+
 def _format_error(exc: BaseException) -> str:
     if isinstance(exc, ConfProfileError):
         text = str(exc)
@@ -172,6 +203,7 @@ def _main(argv: list[str] | None) -> int:
             raise  # the reader of our stdout went away: main() ends quietly
         if debug:
             traceback.print_exc()
+        exc = storage_error(exc) or exc
         code = getattr(exc, "exit_code", 1) if isinstance(exc, ConfProfileError) else 1
         if as_json:
             payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}

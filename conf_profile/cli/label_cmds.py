@@ -26,8 +26,10 @@ def register(sub, common) -> None:
 def cmd_label(args: argparse.Namespace) -> Result:
     from conf_profile.storage import Lake
     from conf_profile.teachers.labelling import label_interval
+    from conf_profile.teachers.lexicon_file import check_lexicons
 
     settings = settings_from_args(args)
+    check_lexicons(settings, args.teacher)
     lake = Lake.from_settings(settings)
     interval = resolve_interval(lake, args.interval, settings)
     shards = [args.shard] if args.shard is not None else None

@@ -47,7 +47,7 @@ from conf_profile.config.teachers import (
     TeacherSpec,
     VLLMTeacher,
 )
-from conf_profile.errors import ConfigError
+from conf_profile.errors import ConfigError, yaml_problem
 
 __all__ = [
     "AnyTeacher", "ComputeSettings", "DEFAULT_TAXONOMY", "DocumentSettings", "EvalSettings", "EvaluationSettings", "HFTeacher",
@@ -154,7 +154,7 @@ def _read_file(p: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {p} is not valid YAML: {exc}.", "Fix the YAML syntax.") from None
+        raise ConfigError(f"Config file {p} is not valid YAML: {yaml_problem(exc)}.", "Fix the YAML syntax.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {p} must hold a mapping at the top.", "See README, 'Configuration'.")
     leaked = _find_secret_keys(data)

@@ -103,11 +103,13 @@ _DEFAULT_TABLES: dict[str, dict[str, Any]] = {
     "profiles": {"kind": "profile", "section": "profile", "format": "profile", "min_rows": 1,
                  "text_columns": ["nickname", "bio"]},
     "watch_events": {"section": "watch", "format": "watch", "min_rows": 100, "text_columns": ["video_title"],
-                     "category_columns": ["video_category"]},
+                     "category_columns": ["video_category"],
+                     "ranges": {"watch_seconds": {"min": 0.0, "required": True},
+                                "video_seconds": {"min": 0.0, "strict_min": True}}},
     "searches": {"section": "searches", "format": "searches", "min_rows": 1, "text_columns": ["query"]},
     "comments": {"section": "comments", "format": "comments", "min_rows": 1, "text_columns": ["text"]},
     "purchases": {"section": "purchases", "format": "purchases", "min_rows": 0,
-                  "category_columns": ["item_category"]},
+                  "category_columns": ["item_category"], "ranges": {"price": {"min": 0.0}}},
 }
 
 
@@ -131,6 +133,15 @@ def default_table(name: str) -> dict[str, Any]:
     return {"columns": dict(_DEFAULT_COLUMNS[name]), **_DEFAULT_TABLES[name]}
 
 
+class RangeSpec(Strict):
+    """A numeric column's plausible range (critical: rows outside are quarantined). Every ranged column must
+    also be finite; a null is "unknown" unless `required`."""
+
+    min: float | None = None  # lower bound; None: none
+    strict_min: bool = False  # the bound itself is outside (a video length of 0 s is not a length)
+    required: bool = False  # a null (NaN counts as null) is quarantined too
+
+
 class TableSpec(Strict):
     """One raw table of the source (docs/import.md): its columns, row floor and document section."""
 
@@ -147,10 +158,14 @@ class TableSpec(Strict):
     max_items: int = Field(8, ge=0)  # `lines` format: items per user
     text_columns: list[str] = Field(default_factory=list)  # user-written text: redacted, wrapped, length-checked
     category_columns: list[str] = Field(default_factory=list)  # checked against validation.vocabularies
+    ranges: dict[str, RangeSpec] = Field(default_factory=dict)  # numeric column -> range (validation)
 
     @model_validator(mode="after")
     def _consistent(self) -> TableSpec:
         names = {**self.columns, **self.optional}
+        not_numeric = sorted(c for c in self.ranges if names.get(c) not in ("int32", "int64", "float64"))
+        if not_numeric:
+            raise ValueError(f"ranges: columns {not_numeric} are not numeric columns of the table")
         for need, typ in (("user_id", "string"), ("ts", "timestamp")):
             if self.columns.get(need) != typ:
                 raise ValueError(f"every table needs the required column {need!r} of type {typ}")

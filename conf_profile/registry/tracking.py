@@ -89,6 +89,47 @@ def configure(settings: Settings) -> Tracking:
     return Tracking(client, exp_id, settings)
 
 
+def _check_local_store(settings: Settings) -> None:
+    """A local store (sqlite file, or the file store MLflow 3 refuses) must be writable before MLflow touches
+    it: otherwise sqlite retries for minutes and a plain path ends in MLflow's "maintenance mode" text."""
+    from conf_profile.errors import ConfigError
+    from conf_profile.secrets import redact_url
+
+    uri = settings.mlflow_tracking_uri
+    fix = ("Set mlflow.tracking_uri (CONF_PROFILE_MLFLOW__TRACKING_URI) to sqlite:///<a writable folder>/mlflow.db "
+           "or a tracking server's http:// URL; unset it to use the embedded SQLite store under data_dir.")
+    if uri.startswith("sqlite:///"):
+        db = uri.removeprefix("sqlite:///").split("?", 1)[0]
+        if db in ("", ":memory:"):
+            return
+        paths = [(Path(db), "file")]
+    elif "://" not in uri or uri.startswith("file:"):
+        folder = Path(uri.removeprefix("file://") if uri.startswith("file:") else uri)
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+            raise ConfigError(f"mlflow.tracking_uri {redact_url(uri)} is a folder (MLflow's file store), which "
+                              "MLflow 3 refuses.", fix)
+        paths = [(folder, "folder")]
+    else:
+        return  # a database server (postgresql://, mysql://): its client reports its own errors
+    paths.append((Path(settings.mlflow_artifact_root), "folder"))
+    for path, kind in paths:
+        folder = path if kind == "folder" else path.parent
+        try:
+            if path.exists() and path.is_dir() != (kind == "folder"):
+                raise NotADirectoryError(f"{path} is a {'file' if kind == 'folder' else 'folder'}")
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if kind == "file" and path.exists() and not os.access(path, os.W_OK):
+                raise PermissionError("permission denied")
+        except OSError as exc:
+            bad = exc.filename or path
+            why = ("a file is where a folder must be" if isinstance(exc, FileExistsError | NotADirectoryError)
+                   else (exc.strerror or str(exc)).lower())
+            where = "MLflow's artifact folder" if path == paths[-1][0] else f"MLflow store {redact_url(uri)}"
+            raise ConfigError(f"{where} cannot be written: {bad}: {why}.", fix) from None
+
+
 def preflight(settings: Settings) -> None:
     """Bound MLflow's HTTP (timeout and retries from mlflow.http_*, unless MLFLOW_HTTP_REQUEST_* are set) and,
     for a tracking server, check in one short TCP connect that it listens: a server that is down then fails
@@ -103,6 +144,7 @@ def preflight(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow.http_max_retries))
     uri = settings.mlflow_tracking_uri
     if not uri.startswith(("http://", "https://")):
+        _check_local_store(settings)
         return
     parts = urlsplit(uri)
     port = parts.port or (443 if parts.scheme == "https" else 80)

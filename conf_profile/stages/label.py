@@ -15,7 +15,10 @@ from conf_profile.stages.manifest import StageNotReady
 
 
 def plan(ctx: StageContext) -> list[dict]:
+    from conf_profile.teachers.lexicon_file import check_lexicons
+
     ctx.require("documents")
+    check_lexicons(ctx.settings)  # a broken lexicon fails the plan once, not every mapped shard
     items = [{"teacher": t.name, "shard": s} for t in ctx.settings.labels.teachers
              for s in range(ctx.settings.labels.shards)]
     if not items:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from conf_profile.errors import ConfProfileError
+from conf_profile.errors import ConfProfileError, yaml_problem
 from conf_profile.taxonomy import Taxonomy
 from conf_profile.teachers.tokens import normalise_phrase
 
@@ -180,7 +180,7 @@ def _compile(path: str, _mtime: int, taxonomy_json: str) -> Lexicon:
         raw = yaml.safe_load(p.read_text()) or {}
         spec = LexiconFile.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise LexiconError(f"Lexicon file {p} is not valid YAML: {exc}.", "Fix the YAML syntax.") from None
+        raise LexiconError(f"Lexicon file {p} is not valid YAML: {yaml_problem(exc)}.", "Fix the YAML syntax.") from None
     except ValidationError as exc:
         errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         raise LexiconError(f"Lexicon file {p} is invalid: {errs}.", "Fix the named entries.") from None
@@ -262,3 +262,19 @@ def bin_class(value: float, bins: list[tuple[float, float, str]]) -> str | None:
         if lo <= value < hi:
             return cls
     return None
+
+
+def check_lexicons(settings: Any, teacher: str | None = None) -> None:
+    """Load every lexicon the configured lexicon teachers use (or `teacher`'s) once, before any shard: a
+    broken lexicon file is one error naming it, not one failed shard per teacher and shard."""
+    from conf_profile.taxonomy import load_taxonomy
+
+    taxonomy = None
+    for spec in settings.labels.teachers:
+        if spec.backend != "lexicon" or (teacher is not None and spec.name != teacher):
+            continue
+        taxonomy = taxonomy or load_taxonomy(settings.taxonomy_path)
+        try:
+            load_lexicon(lexicon_for(spec, settings), taxonomy)
+        except LexiconError as exc:
+            raise LexiconError(f"Teacher {spec.name!r}: {exc.message}", exc.fix) from None

@@ -1,18 +1,25 @@
 """Session fixtures of the real-services test: a tiny lake of three weeks ending at the newest full week
 (so the scheduler's own run of the refresh DAG has data), and the bare-metal stack of `services.py` started
-on it. Everything is stopped at the end of the session, also when a test or a start fails."""
+on it. Everything is stopped at the end of the session, also when a test or a start fails, on Ctrl-C and
+on SIGTERM (and the services die with the test process even when it is killed: see services._die_with_parent).
+
+Part of the default suite. CONF_PROFILE_REAL_SERVICES=0 skips it; a machine without the prerequisites
+(PostgreSQL, the airflow/postgres extras) skips it naming the install command, except where
+REAL_SERVICES_REQUIRED=1 (set by .ci/run): there a missing prerequisite fails the suite."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
+import signal
 import time
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from tests.real_services.services import ADMIN, Stack
+from tests.real_services.services import ADMIN, Stack, missing_prerequisites
 
 WEEKS = 3
 
@@ -35,8 +42,30 @@ def _config(root, stack: Stack, weeks) -> dict:
     return cfg
 
 
+def check_enabled() -> None:
+    """Skip when disabled; skip (or, with REAL_SERVICES_REQUIRED=1, fail) naming what is missing."""
+    if os.environ.get("CONF_PROFILE_REAL_SERVICES", "1").strip().lower() in ("0", "false", "no", "off"):
+        pytest.skip("real-services test disabled by CONF_PROFILE_REAL_SERVICES=0")
+    missing = missing_prerequisites()
+    if missing:
+        why = "real-services test needs " + "; ".join(missing)
+        if os.environ.get("REAL_SERVICES_REQUIRED") == "1":
+            pytest.fail(f"{why}. REAL_SERVICES_REQUIRED=1 (CI) turns this skip into a failure; "
+                        "`make setup` installs all of it.", pytrace=False)
+        pytest.skip(why)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an interrupt, so teardown stops the stack as it does on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def real_stack(tmp_path_factory):
+    check_enabled()
     root = tmp_path_factory.mktemp("real_services")
     weeks = _weeks(dt.datetime.now(dt.UTC).date())
     stack = Stack(root=root)
@@ -50,6 +79,8 @@ def real_stack(tmp_path_factory):
     from conf_profile.storage import Lake
 
     saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("CONF_PROFILE_")]}
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    atexit.register(stack.stop)  # idempotent; a last resort if the session ends without fixture teardown
     t0 = time.perf_counter()
     try:
         settings = Settings.load(cfg_path)
@@ -63,6 +94,9 @@ def real_stack(tmp_path_factory):
         state.timings["stack stop"] = time.perf_counter() - t_stop
         print("\n".join(["", "real-services timings:"] + [f"  {k:<32} {v:6.1f} s" for k, v in state.timings.items()]))
     finally:
+        stack.stop()
+        atexit.unregister(stack.stop)
+        signal.signal(signal.SIGTERM, old_term)
         os.environ.update(saved)
 
 

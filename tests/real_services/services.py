@@ -65,6 +65,41 @@ def _venv_bin(name: str) -> str:
     return str(cand) if cand.exists() else (shutil.which(name) or name)
 
 
+def missing_prerequisites() -> list[str]:
+    """What this machine lacks to start the stack, each with the command that installs it ([] = ready).
+    Checked before anything starts, so a missing tool is one clear line, not a half-started stack."""
+    missing = []
+    try:
+        pg_bindir()
+    except ServiceError:
+        missing.append("PostgreSQL's initdb/pg_ctl (bash scripts/install-postgres.sh)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            missing.append("the `postgres` system user to run PostgreSQL as root (bash scripts/install-postgres.sh)")
+        if shutil.which("runuser") is None:
+            missing.append("runuser (util-linux) to run PostgreSQL as the postgres user")
+    for tool, pip in (("airflow", "-e '.[airflow]'"), ("mlflow", "-e .")):
+        if not Path(_venv_bin(tool)).exists() and shutil.which(tool) is None:
+            missing.append(f"the `{tool}` command (pip install {pip}; `make setup` does all of it)")
+    for mod in ("psycopg2", "asyncpg"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(f"the Python package {mod} (pip install -e '.[postgres]')")
+    return missing
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the service gets SIGTERM when the test process dies, even by SIGKILL (Linux), so a killed
+    test run leaves no server behind. Harmless where prctl is not available."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Stack:
     """Ports, secrets and folders of one stack under `root`; `start()` / `stop()` (also a context manager)."""
@@ -208,14 +243,21 @@ class Stack:
                          *args], {"PGPASSWORD": self.pg_password}, 60)
 
     def _run(self, label: str, cmd: list[str], extra: dict[str, str], timeout_s: float) -> None:
-        proc = subprocess.run(cmd, env=self._env(extra), capture_output=True, text=True, timeout=timeout_s)
+        try:
+            proc = subprocess.run(cmd, env=self._env(extra), capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"")[-3000:]
+            raise ServiceError(f"{label} did not finish within {timeout_s:.0f} s (killed): "
+                               f"{' '.join(cmd[:4])} ...\n{out.decode(errors='replace') if isinstance(out, bytes) else out}"
+                               ) from None
         if proc.returncode != 0:
             raise ServiceError(f"{label} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
     def _spawn(self, name: str, cmd: list[str], extra: dict[str, str]) -> None:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(cmd, env=self._env(extra), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         log.close()
 
     def log_tail(self, name: str, n: int = 4000) -> str:
@@ -253,6 +295,36 @@ class Stack:
                     return
             time.sleep(1)
         raise ServiceError(f"Airflow not healthy within {timeout_s:.0f} s: {last}\n{self.log_tail('scheduler')}")
+
+    def pids(self) -> set[int]:
+        """Every process of the stack: the spawned services with their children, and the postmaster with its
+        backends."""
+        import psutil
+
+        roots = [p.pid for p in self.procs.values() if p.poll() is None]
+        pidfile = self.pg_dir / "data" / "postmaster.pid" if self.pg_dir else None
+        if pidfile is not None and pidfile.exists():
+            with contextlib.suppress(ValueError, OSError):
+                roots.append(int(pidfile.read_text().split()[0]))
+        out: set[int] = set()
+        for pid in roots:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                out |= {pid, *(c.pid for c in proc.children(recursive=True))}
+        return out
+
+    def listening(self) -> list[tuple[str, int, str]]:
+        """(address, port, process name) of every TCP socket a stack process listens on."""
+        import psutil
+
+        found = []
+        for pid in sorted(self.pids()):
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                for c in proc.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN:
+                        found.append((c.laddr.ip, c.laddr.port, proc.name()))
+        return found
 
     def stop(self) -> None:
         """Stop every process this stack started (their whole process groups), then PostgreSQL."""

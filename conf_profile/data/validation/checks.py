@@ -24,13 +24,16 @@ from conf_profile.data.extract import PARTITION
 from conf_profile.intervals import Interval
 from conf_profile.schema import RAW_SCHEMAS, TS
 
-# Numeric ranges: (column, lower bound, lower bound excluded, required). Critical. Every one must also be
-# finite (+-inf is quarantined); a null is "unknown" unless the number is required. NaN counts as null, as it
-# does in pandas and so in GX: the two judges cannot tell them apart, so neither does the contract.
-NUMERIC_RANGES: dict[str, list[tuple[str, float, bool, bool]]] = {
-    "watch_events": [("watch_seconds", 0.0, False, True), ("video_seconds", 0.0, True, False)],
-    "purchases": [("price", 0.0, False, False)],
-}
+# Numeric ranges come from the source description (`source.tables.<table>.ranges`): (column, lower bound, lower
+# bound excluded, required). Critical. Every one must also be finite (+-inf is quarantined); a null is
+# "unknown" unless the number is required. NaN counts as null, as it does in pandas and so in GX: the two
+# judges cannot tell them apart, so neither does the contract.
+def numeric_ranges(spec: TableSpec) -> list[tuple[str, float | None, bool, bool]]:
+    return [(col, r.min, r.strict_min, r.required) for col, r in spec.ranges.items()]
+
+
+NUMERIC_RANGES = {n: numeric_ranges(TableSpec(**default_table(n)))  # the built-in tables' (bench/ reads it)
+                  for n in ("watch_events", "purchases")}
 # User ids made only of whitespace (or empty) would merge strangers into one fake user. The class lists
 # every character `str.isspace()` accepts, literally, so Python's `re` (GX on pandas) and RE2 (Arrow) read
 # the same pattern the same way (RE2 has no \u escapes, `re` no POSIX classes).
@@ -85,12 +88,14 @@ def row_checks(table: str, interval: Interval, settings: ValidationSettings,
         RowCheck("ts_outside_interval", f"ts inside {interval} (±{skew})", "ts", True, "between",
                  min_value=lo, max_value=hi, strict_max=True),
     ]
-    for col, bound, strict, required in NUMERIC_RANGES.get(table, []):
+    for col, bound, strict, required in numeric_ranges(spec):
         if col not in schema.names:
             continue
         if required:
             checks.append(RowCheck(f"{col}_null", f"{col} not null (NaN counts as null)", col, True, "not_null"))
         checks.append(RowCheck(f"{col}_not_finite", f"{col} finite (not +-inf)", col, True, "finite"))
+        if bound is None:
+            continue
         op = ">" if strict else ">="
         reason = f"{col}_{_range_word(bound, strict)}"
         checks.append(RowCheck(reason, f"{col} {op} {bound:g}", col, True, "between",

@@ -69,7 +69,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  {name:<13} {t['rows_in']:>11,} {t['rows_kept']:>11,} {t['rows_quarantined']:>12,} "
                      f"{len(t['files_excluded']):>12}")
     lines += _listed("Critical failures", [f["message"] for f in summary["failed_expectations"]])
-    lines += _listed("Warnings", summary["warnings"])
+    # What was excluded is always listed (the bad-input contract), in order, with the first few other warnings;
+    # the rest are counted and left to the report.
+    lines += _listed("Warnings", summary["warnings"], always=lambda w: " quarantined (" in w or "excluded" in w)
     lines.append(f"Report: {summary['report_uri']}  (HTML: {summary['html_uri']})")
     lines.append(f"Quarantine: {summary['quarantine_dir']}")
     if summary.get("clean_uris"):
@@ -77,12 +79,17 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _listed(title: str, items: list[str]) -> list[str]:
+def _listed(title: str, items: list[str], always=lambda item: False) -> list[str]:
     if not items:
         return []
-    out = [f"{title} ({len(items)}):"] + [f"  - {x}" for x in items[:_MAX_LISTED]]
-    if len(items) > _MAX_LISTED:
-        out.append(f"  ... and {len(items) - _MAX_LISTED} more (see the report)")
+    shown, others = [], 0
+    for x in items:
+        if always(x) or others < _MAX_LISTED:
+            others += not always(x)
+            shown.append(x)
+    out = [f"{title} ({len(items)}):"] + [f"  - {x}" for x in shown]
+    if len(items) > len(shown):
+        out.append(f"  ... and {len(items) - len(shown)} more (see the report)")
     return out
 
 

@@ -83,8 +83,11 @@ class LexiconTeacher:
     backend = "lexicon"
 
     def __init__(self, spec: TeacherSpec, taxonomy: Taxonomy, lexicon: str | Path | None = None,
-                 known_sources: Sequence[str] | None = None):
+                 known_sources: Sequence[str] | None = None, field_sections: Sequence[str] = ("profile",)):
         self.spec = spec
+        # Sections laid out as "field: value" lines (format: profile), whatever their name: the lexicon's
+        # `fields` rules read them.
+        self.field_sections = tuple(field_sections)
         self.name = spec.name
         self.taxonomy = taxonomy
         self.lex = load_lexicon(lexicon or resolve_lexicon(spec.lexicon), taxonomy)
@@ -98,7 +101,9 @@ class LexiconTeacher:
     def from_settings(cls, spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None) -> LexiconTeacher:
         """The registry's constructor: the lexicon is the teacher's own, else labels.lexicon, else the default."""
         known = list(settings.source.sections()) if settings is not None else None
-        return cls(spec, taxonomy, lexicon_for(spec, settings), known)
+        fields = ("profile",) if settings is None else tuple(
+            t.section for t in settings.source.tables.values() if t.section and t.format == "profile")
+        return cls(spec, taxonomy, lexicon_for(spec, settings), known, fields)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "lexicon": str(self.lex.path), "sources": self.sources}
@@ -123,8 +128,8 @@ class LexiconTeacher:
             rows, pids = match_phrases(values, parents, lex.phrases_by_len, lex.first_words, lex.first_len)
             self._add_phrases(ev, rows, pids, self.sources.index(source))
             lower = pc.utf8_lower(body)
-            if source == "profile":
-                self._add_fields(ev, body)
+            if source in self.field_sections:
+                self._add_fields(ev, body, source)
             for rule in lex.spec.patterns:
                 if source in rule.sources:
                     self._add_pattern(ev, lower, rule, source)
@@ -147,7 +152,7 @@ class LexiconTeacher:
         ev.add_scores(users[rep], lex.entry_col[e], lex.entry_weight[e] * cnt[rep],
                       -(src * ev.P + pid[rep]) - 1, lex.entry_explicit[e] * cnt[rep])
 
-    def _add_fields(self, ev: _Evidence, profile: pa.Array) -> None:
+    def _add_fields(self, ev: _Evidence, profile: pa.Array, source: str = "profile") -> None:
         lex = self.lex
         for rule in lex.spec.fields:
             found = pc.extract_regex(profile, rf"(?m)^{rule.field}:[ \t]*(?P<v>[^\n]*)")
@@ -159,7 +164,7 @@ class LexiconTeacher:
                 continue
             cols = np.array([lex.col_of[(rule.attribute, c)] for c in _class_names(rule)])[cls[users]]
             raw = pc.take(vals, pa.array(users)).to_pylist()
-            tids = ev.text_ids([f"profile: {rule.field}={v}" for v in raw])
+            tids = ev.text_ids([f"{source}: {rule.field}={v}" for v in raw])
             if rule.level is not None:
                 ev.add_fixed(users, cols, rule.level, tids)
             else:
