@@ -158,6 +158,15 @@ def grpo_config(settings: Settings, output_dir: str, max_completion_length: int)
     )
 
 
+def rl_candidates(lake: Lake, interval: Interval, settings: Settings) -> tuple[pa.Table, int, np.ndarray]:
+    """The RL prompts GRPO may draw from: labels/rl_prompts without evaluation users (dropped again) and without
+    the label-free validation users. With a teacher budget these are the users the teachers never saw.
+    Returns (table, eval users dropped, validation mask over the rows read)."""
+    table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
+    held = validation.validation_mask(table.column("user_id"), settings.train.sft.val_share)
+    return table.filter(pa.array(~held)), dropped_eval, held  # validation users never train, in SFT or here
+
+
 def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     """GRPO on runs/<key>/labels/rl_prompts from models/sft; saves models/rl."""
     from trl import GRPOTrainer
@@ -166,9 +175,7 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     runtime.setup_torch(settings)
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
-    held = validation.validation_mask(table.column("user_id"), ts.sft.val_share)
-    table = table.filter(pa.array(~held))  # the label-free validation users never train, in SFT or here
+    table, dropped_eval, held = rl_candidates(lake, interval, settings)
     labelled = pc.is_valid(table.column("stage1_confidence"))
     kept, filt = difficulty_filter(table.filter(labelled), ts.rl.conf_band)
     sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
