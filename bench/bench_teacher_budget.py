@@ -103,6 +103,31 @@ def one(out: Path, src: Path, budget: str, seed: int, a: argparse.Namespace) -> 
     return row
 
 
+def collect(out: Path, budgets: list[str], seeds: list[int]) -> tuple[list[dict], dict]:
+    """Rows from what the lakes under --out hold now (the eval rows `conf-profile evaluate` wrote), for runs
+    that were stopped before the end; a missing row is left out."""
+    rows, s1 = [], {}
+    key = INTERVAL.replace("..", "_")
+    for b in budgets:
+        labels = out / f"b{b}" / "stage1" / "runs" / key / "labels"
+        s1[b] = {name: json.loads((labels / folder / "_manifest.json").read_text())["meta"]["records"]
+                 for name, folder in (("distill", "distill"), ("rl_prompts", "rl_prompts"))}
+        for seed in seeds:
+            ev = out / f"b{b}" / f"seed{seed}" / "runs" / key / "eval"
+            ex = out / f"b{b}" / f"seed{seed}-extra" / "runs" / key / "eval" / "student-sft-extra.json"
+            if not (ev / "student-sft.json").exists() or not (ev / "student-rl.json").exists():
+                continue
+            row = {"budget": b, "seed": seed, "sft": f1_row(json.loads((ev / "student-sft.json").read_text())),
+                   "rl": f1_row(json.loads((ev / "student-rl.json").read_text())), "rl_prompts_kept": 0}
+            rl_meta = out / f"b{b}" / f"seed{seed}" / "runs" / key / "models" / "rl" / "_manifest.json"
+            if rl_meta.exists():
+                row["rl_prompts_kept"] = json.loads(rl_meta.read_text())["meta"].get("prompts_kept", 0)
+            if ex.exists():
+                row["sft_extra"] = f1_row(json.loads(ex.read_text()))
+            rows.append(row)
+    return rows, s1
+
+
 def table(rows: list[dict], s1: dict) -> str:
     lines = ["| budget | labelled train users | RL prompts (kept) | seed | SFT F1 / ECE | RL F1 / ECE | RL − SFT | "
              "SFT + RL's compute F1 / ECE |", "|---|---|---|---|---|---|---|---|"]
@@ -131,8 +156,13 @@ def main() -> None:
     ap.add_argument("--val-every", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-extra", dest="extra", action="store_false")
+    ap.add_argument("--collect", action="store_true", help="only tabulate what the lakes under --out hold")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.collect:
+        rows, s1 = collect(out, a.budgets.split(","), [int(x) for x in a.seeds.split(",")])
+        print(table(rows, s1))
+        return
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "base" / "runs").exists():
         base = out / "base"
