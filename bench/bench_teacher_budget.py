@@ -69,7 +69,7 @@ def stage1(out: Path, budget: str, a: argparse.Namespace) -> tuple[Path, dict]:
 
 
 def f1_row(ev: dict) -> dict:
-    row = ev.get("row", ev)
+    row = ev["rows"][0] if "rows" in ev else ev  # `evaluate --json` prints {"rows": [row]}; the eval file is the row
     return {"f1": round(row["f1"], 2), "ece": round(row["ece"], 4), "coverage": round(row["coverage"], 3)}
 
 
