@@ -36,6 +36,8 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("sft_budget", "train.sft.budget_examples", "SFT budget",
              "Example-passes of SFT when sft_epochs is 0 (steps follow the data size; docs/training.md)."),
     RunParam("rl_steps", "train.rl.steps", "GRPO steps", "0 skips GRPO: the SFT student is registered."),
+    RunParam("teacher_share", "labels.teacher_budget.share", "Teacher budget (share)",
+             "Share of the week's users the teachers label (empty: all); GRPO runs on the rest."),
 )
 BY_NAME = {p.name: p for p in RUN_PARAMS}
 # Run controls that are not settings (they steer the run itself).
@@ -113,7 +115,11 @@ def json_schema(settings, p: RunParam) -> dict[str, Any]:
     field = field_of(settings, p.path)
     kinds = {int: "integer", float: "number", str: "string", bool: "boolean"}
     ann = field.annotation
-    out: dict[str, Any] = {"type": kinds.get(ann, "string")}
+    args = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
+    if len(args) == 1 and type(None) in getattr(ann, "__args__", ()):  # Optional[X]: X or null
+        out: dict[str, Any] = {"type": [kinds.get(args[0], "string"), "null"]}
+    else:
+        out = {"type": kinds.get(ann, "string")}
     for m in field.metadata:
         for attr, key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
             if getattr(m, attr, None) is not None:

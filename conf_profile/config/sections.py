@@ -263,6 +263,15 @@ class DocumentSettings(Strict):
         "non_binary": ["nonbinary", "nb", "enby"], "other": []})
 
 
+class TeacherBudget(Strict):
+    """Teachers label at most `users` users or a `share` of a week's (non-evaluation) users; None = no limit.
+    The rest become GRPO's unlabelled prompts (conf_profile/budget.py, docs/training.md)."""
+
+    users: int | None = Field(None, ge=0)
+    share: float | None = Field(None, ge=0, le=1)
+    salt: str = "teacher-budget"  # the labelled/unlabelled split's hash salt (independent of the eval split)
+
+
 class LabelSettings(Strict):
     shards: int = Field(4, ge=1)
     # A teacher shard with more error rows than this share (a server down, a bad API key) is not committed: the
@@ -285,6 +294,7 @@ class LabelSettings(Strict):
     reliability_weights: bool = True  # calibrated vote: weight answers by their teacher's LOTO agreement rate
     # LOTO, maps, reliability and priors are fitted on at most this many users (hash-chosen; bounds memory)
     calibration_sample_users: int = Field(200_000, ge=1)
+    teacher_budget: TeacherBudget = Field(default_factory=TeacherBudget)
 
 
 class SFTSettings(Strict):
@@ -327,6 +337,15 @@ class RLSettings(Strict):
     prior_power: float = Field(0.0, ge=0)  # >0: quasi-GT class = argmax vote / prior^power (docs/training.md)
     reward_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # agreement, format, calibration
     val_every: int = Field(20, ge=0)  # label-free validation every N steps, best step kept; 0 = keep the last
+    # Prompts without a Stage-1 confidence (users outside the teacher budget): difficulty from the student's own
+    # agreement. `presample` rollouts per candidate prompt (0 = keep them all), of `presample_pool` candidates
+    # (0 = 2 x steps x prompts_per_step); kept when the mean vote share over attributes lies in `self_band`.
+    presample: int = Field(4, ge=0)
+    presample_pool: int = Field(0, ge=0)
+    self_band: tuple[float, float] = (0.5, 0.95)
+    # Weight of a rollout's `unknown` (stated confidence 0) in the rollouts' vote: 0 = it never wins, so without a
+    # Stage-1 voter GRPO teaches guessing; > 0 lets the student's own abstentions survive the vote.
+    rollout_unknown_weight: float = Field(0.0, ge=0)
 
 
 class EvalSettings(Strict):

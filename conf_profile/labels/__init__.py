@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conf_profile.budget import Budget
 from conf_profile.config import Settings
 from conf_profile.intervals import Interval
 from conf_profile.labels.aggregate import Aggregate, aggregate_ballots
@@ -44,9 +45,12 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
     ls = settings.labels
     answers, info = read_teacher_outputs(lake, interval, ls.shards, teachers=[t.name for t in ls.teachers])
     docs = read_documents(lake, interval)
-    b = encode(answers, taxonomy, ls.teachers, users=docs["user_id"].combine_chunks(),
+    split, budget = Split.of(settings), Budget.of(settings)
+    all_users = docs["user_id"].combine_chunks()
+    labelled = budget.mask(all_users, split)  # all True without a budget; eval users always labelled
+    b = encode(answers, taxonomy, ls.teachers, users=all_users.filter(pa.array(labelled)),
                keep_rationale=ls.include_rationale)
-    is_eval = Split.of(settings).mask(b.users)  # the configured split (evaluation.share, evaluation.salt)
+    is_eval = split.mask(b.users)  # the configured split (evaluation.share, evaluation.salt)
 
     gold = None
     n_dev = 0
@@ -84,7 +88,11 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
         "user_id": b.users, "document": doc_text, "stage1": stage1, "stage1_confidence": mean_conf,
         "teacher_answers": teacher_answers_json(replace(b, weight=agg.weight), order),
     }).filter(pa.array(train))
-    lake.write_committed_table(paths["rl_prompts"], rl, meta={"interval": str(interval), "records": rl.num_rows})
+    if budget.active:  # GRPO gets what SFT did not see: the week's users without teacher labels
+        rl = unlabelled_prompts(docs, ~labelled & ~split.mask(all_users), rl.schema)
+    lake.write_committed_table(paths["rl_prompts"], rl, meta={
+        "interval": str(interval), "records": rl.num_rows, "teacher_budget": budget.describe() if budget.active else None,
+        "with_stage1": int(rl.num_rows - rl.column("stage1").null_count)})
 
     return {
         "interval": str(interval),
@@ -99,6 +107,8 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
         "capped_out": int((train & ~keep).sum()),
         "capped_out_by_attribute": dropped,
         "rl_prompts": rl.num_rows,
+        "teacher_budget": {**budget.describe(), "labelled_users": int((labelled & ~split.mask(all_users)).sum()),
+                           "unlabelled_users": int((~labelled).sum())} if budget.active else None,
         "calibration": agg.source,
         "calibration_points": agg.n_points,
         "gold_dev_users": n_dev,
@@ -161,6 +171,15 @@ def _gold_dev(lake: Lake, b: Ballots, is_eval: np.ndarray, n: int) -> tuple[tupl
     dev = np.zeros(b.n_users, dtype=bool)
     dev[candidates] = True
     return (code, present & dev[:, None]), int(len(candidates))
+
+
+def unlabelled_prompts(docs: pa.Table, mask: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """RL prompts for users the teachers did not label: their documents, no Stage-1 profile, confidence or
+    teacher answers (null), so GRPO's quasi-ground truth is the student's own rollouts there."""
+    sub = docs.select(["user_id", "document"]).filter(pa.array(mask)).combine_chunks()
+    n = sub.num_rows
+    cols = {"user_id": sub["user_id"], "document": sub["document"]}
+    return pa.table({f.name: cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema}, schema=schema)
 
 
 def _documents_for(docs: pa.Table, users: pa.Array) -> pa.Array:

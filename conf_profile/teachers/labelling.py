@@ -83,26 +83,59 @@ def _spec_hash(spec: TeacherSpec, taxonomy: Taxonomy, settings: Settings | None 
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
+def budget_key(settings: Settings | None) -> dict[str, Any]:
+    """What a shard's users depend on besides the documents: the teacher budget, when one is set (an unset
+    budget adds nothing, so shards made before budgets existed stay reusable)."""
+    from conf_profile.budget import Budget
+    from conf_profile.splits import Split
+
+    if settings is None or not Budget.of(settings).active:
+        return {}
+    split = Split.of(settings)  # evaluation users are always labelled: the split moves the labelled set too
+    return {"budget": Budget.of(settings).describe() | {"eval": [split.share, split.salt]}}
+
+
 class _Documents:
     """The interval's documents with the shard of every user. The fingerprint hashes the committed files'
     bytes, so rebuilt documents with new content make every shard stale. With `only`, a labelling task reads
     just that shard's part when the documents were built with the same shard count (documents and labels
-    split users with the one `shards.shard_of`): the work of one task then does not grow with all users."""
+    split users with the one `shards.shard_of`): the work of one task then does not grow with all users.
+    With a teacher budget (`labels.teacher_budget`) only the budgeted users (and every evaluation user) are
+    kept: teachers never see the others; `unlabelled` counts them (the budget ranks all users, so it reads
+    every shard's user ids)."""
 
-    def __init__(self, lake: Lake, interval: Interval, shards: int, only: int | None = None):
+    def __init__(self, lake: Lake, interval: Interval, shards: int, settings: Settings | None = None,
+                 only: int | None = None):
         layout = RunLayout(interval)
         rel = layout.documents
         if not lake.is_committed(rel):
             raise ConfProfileError(f"No committed documents for {interval} at {lake.uri_of(rel)}.",
                                    f"Run `conf-profile documents --interval {interval}` first.")
-        names = sorted(n for n in lake.manifest(rel)["files"] if n.endswith(".parquet"))
+        every = sorted(n for n in lake.manifest(rel)["files"] if n.endswith(".parquet"))
+        names = every
         if only is not None and _built_with(lake, layout.documents_shard(only), shards):
-            names = [n for n in names if n.startswith(f"shard-{only}/")]
-        parts = [pq.read_table(pa.BufferReader(lake.read_bytes(posixpath.join(rel, n))), columns=["user_id", "document"])
-                 for n in names]
+            names = [n for n in every if n.startswith(f"shard-{only}/")]
+
+        def read(files: list[str], columns: list[str]) -> pa.Table:
+            parts = [pq.read_table(pa.BufferReader(lake.read_bytes(posixpath.join(rel, n))), columns=columns)
+                     for n in files]
+            return (pa.concat_tables(parts) if parts else
+                    pa.table({c: pa.array([], pa.string()) for c in columns}))
+
         self.fingerprint = lake.fingerprint(rel)
-        self.table = (pa.concat_tables(parts) if parts else
-                      pa.table({"user_id": pa.array([], pa.string()), "document": pa.array([], pa.string())}))
+        self.table = read(names, ["user_id", "document"])
+        self.unlabelled = 0
+        self.budget = budget_key(settings)
+        if self.budget:
+            from conf_profile.budget import Budget
+            from conf_profile.splits import Split
+
+            ids = self.table["user_id"] if names == every else read(every, ["user_id"])["user_id"]
+            keep = Budget.of(settings).mask(ids, Split.of(settings))
+            self.unlabelled = int((~keep).sum())
+            kept = pc.filter(ids, pa.array(keep))
+            self.table = self.table.filter(pc.is_in(self.table["user_id"], value_set=kept.combine_chunks()
+                                                    if isinstance(kept, pa.ChunkedArray) else kept))
         self.shards = shards
         self.shard = shard_of(self.table["user_id"], shards)
 
@@ -152,7 +185,7 @@ def _run_shard(lake: Lake, interval: Interval, spec: TeacherSpec, shard: int, do
                teacher: _LazyTeacher, taxonomy: Taxonomy, force: bool, max_error_share: float = 1.0) -> dict:
     rel = shard_dir(interval, spec.name, shard)
     expect = {"documents": docs.fingerprint, "spec": _spec_hash(spec, taxonomy, teacher.settings), "shards": docs.shards,
-              "shard": shard}
+              "shard": shard, **docs.budget}
     if not force:
         meta = _finished(lake, rel, expect)
         if meta is not None:
@@ -219,7 +252,7 @@ def label_shard(lake: Lake, interval: Interval, settings: Settings, teacher: str
                                f"Pass a shard from 0 to {shards - 1}.")
     spec = find_spec(settings, teacher)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    docs = _Documents(lake, interval, shards, only=shard)
+    docs = _Documents(lake, interval, shards, settings, only=shard)
     return _run_shard(lake, interval, spec, shard, docs, _LazyTeacher(spec, settings), taxonomy, force,
                       settings.labels.max_error_share)
 
@@ -241,9 +274,10 @@ def label_interval(lake: Lake, interval: Interval, settings: Settings, teacher: 
             raise ConfProfileError(f"Shard {s} does not exist (labels.shards = {n_shards}).",
                                    f"Pass a shard from 0 to {n_shards - 1}.")
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    docs = _Documents(lake, interval, n_shards)
+    docs = _Documents(lake, interval, n_shards, settings)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"interval": str(interval), "users": docs.table.num_rows, "shards": n_shards,
+                               "unlabelled_by_budget": docs.unlabelled,
                                "teachers": {}, "paths": {}, "failed": []}
     progress = bar("label", total=len(specs) * len(wanted), unit="shard")
     try:
@@ -305,7 +339,8 @@ def shard_status(lake: Lake, interval: Interval, settings: Settings) -> dict[str
     for spec in settings.labels.teachers:
         problems = []
         for shard in range(n):
-            expect = {"documents": docs_fp, "spec": _spec_hash(spec, taxonomy, settings), "shards": n, "shard": shard}
+            expect = {"documents": docs_fp, "spec": _spec_hash(spec, taxonomy, settings), "shards": n, "shard": shard,
+                      **budget_key(settings)}
             if _finished(lake, shard_dir(interval, spec.name, shard), expect) is None:
                 problems.append(f"shard-{shard}")
         out[spec.name] = problems

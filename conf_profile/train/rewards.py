@@ -98,15 +98,19 @@ def class_priors(profiles: Sequence[Any], taxonomy: Taxonomy) -> Priors:
 
 def quasi_ground_truth(rollouts: Sequence[Rollout], taxonomy: Taxonomy, teacher_answers: Any = None,
                        teacher_weight: float = 0.0, priors: Priors | None = None,
-                       prior_power: float = 0.0) -> dict[str, QuasiLabel]:
+                       prior_power: float = 0.0, unknown_weight: float = 0.0) -> dict[str, QuasiLabel]:
     """The vote of one prompt's rollouts (+ teachers) per attribute; attributes nobody answered are left out.
 
     With `priors` and `prior_power` > 0 a single-label attribute's class is decided by score / prior^power
     (the balanced decision: a plain plurality over a student's samples favours frequent classes, which
-    macro-F1 punishes; Stage 1 corrects teachers the same way). Abstaining is still decided on raw mass."""
+    macro-F1 punishes; Stage 1 corrects teachers the same way). Abstaining is still decided on raw mass.
+    `unknown_weight` > 0: a rollout's `unknown` votes with at least that weight (its stated confidence is 0,
+    so otherwise an abstention can only win where every rollout abstained)."""
     out: dict[str, QuasiLabel] = {}
     for attr in taxonomy.attributes:
         voters = [(r.labels[attr.name], r.confidences.get(attr.name, 0.0)) for r in rollouts if attr.name in r.labels]
+        if unknown_weight > 0:
+            voters = [(y, max(w, unknown_weight) if y == taxonomy.unknown else w) for y, w in voters]
         if voters and sum(w for _, w in voters) <= _EPS:  # every rollout said confidence 0: count them equally
             voters = [(y, 1.0) for y, _ in voters]
         if teacher_weight > 0 and teacher_answers is not None:
@@ -142,6 +146,14 @@ def quasi_ground_truth(rollouts: Sequence[Rollout], taxonomy: Taxonomy, teacher_
     return out
 
 
+def self_agreement(rollouts: Sequence[Rollout], taxonomy: Taxonomy, unknown_weight: float = 0.0) -> float:
+    """How much one prompt's rollouts agree: the mean over attributes of the winning vote share (an attribute
+    no rollout answered counts 0). Near 1: every rollout the same (no advantage to learn from); low: noise.
+    The student's own difficulty signal where Stage 1 has no confidence (users outside the teacher budget)."""
+    q = quasi_ground_truth(rollouts, taxonomy, unknown_weight=unknown_weight)
+    return sum(q[n].share if n in q else 0.0 for n in taxonomy.names) / max(1, len(taxonomy.names))
+
+
 def agreement(label: Any, quasi: QuasiLabel) -> float:
     if isinstance(quasi.label, list):
         a, b = set(label or []), set(quasi.label)
@@ -169,13 +181,17 @@ def rollout_rewards(rollout: Rollout, qgt: dict[str, QuasiLabel], taxonomy: Taxo
 
 def group_rewards(prompts: Sequence[Any], completions: Sequence[Any], taxonomy: Taxonomy,
                   teacher_answers: Sequence[Any] | None = None, teacher_weight: float = 0.0,
-                  priors: Priors | None = None, prior_power: float = 0.0) -> list[dict[str, float]]:
-    """Rewards for a flat batch of completions: grouped by prompt, voted per group, scored per rollout."""
+                  priors: Priors | None = None, prior_power: float = 0.0,
+                  unknown_weight: float = 0.0) -> list[dict[str, float]]:
+    """Rewards for a flat batch of completions: grouped by prompt, voted per group, scored per rollout.
+    A prompt without teacher answers (a user outside the teacher budget: "{}" or None) is voted by its
+    rollouts alone."""
     rollouts = [parse_rollout(completion_text(c), taxonomy) for c in completions]
     out: list[dict[str, float]] = [{}] * len(completions)
     for idx in group_indices(prompts):
         answers = teacher_answers[idx[0]] if teacher_answers is not None else None
-        qgt = quasi_ground_truth([rollouts[i] for i in idx], taxonomy, answers, teacher_weight, priors, prior_power)
+        qgt = quasi_ground_truth([rollouts[i] for i in idx], taxonomy, answers, teacher_weight, priors, prior_power,
+                                 unknown_weight)
         for i in idx:
             out[i] = rollout_rewards(rollouts[i], qgt, taxonomy)
     return out
@@ -185,8 +201,9 @@ class ConfidenceRewards:
     """TRL reward functions (agreement, format, calibration) sharing one grouped computation per batch."""
 
     def __init__(self, taxonomy: Taxonomy, teacher_weight: float = 0.0, control: bool = False, seed: int = 0,
-                 priors: Priors | None = None, prior_power: float = 0.0):
+                 priors: Priors | None = None, prior_power: float = 0.0, unknown_weight: float = 0.0):
         self.taxonomy = taxonomy
+        self.unknown_weight = unknown_weight
         self.teacher_weight = teacher_weight
         self.priors = priors
         self.prior_power = prior_power
@@ -198,7 +215,8 @@ class ConfidenceRewards:
         key = hash((len(completions), *map(completion_text, completions), *map(str, prompts)))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, group_rewards(prompts, completions, self.taxonomy, teacher_answers,
-                                              self.teacher_weight, self.priors, self.prior_power))
+                                              self.teacher_weight, self.priors, self.prior_power,
+                                              self.unknown_weight))
         return self._cache[1]
 
     def functions(self) -> list[Callable[..., list[float]]]:

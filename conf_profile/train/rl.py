@@ -1,7 +1,9 @@
 """Stage 2.2: confidence-guided GRPO from the SFT student (TRL GRPOTrainer), rewards in rewards.py.
 
 Difficulty filtering keeps users whose Stage-1 aggregated confidence lies in train.rl.conf_band:
-too easy gives every rollout the same answer (zero advantage), too hard is noise. On GPU, rollouts come
+too easy gives every rollout the same answer (zero advantage), too hard is noise. Users without Stage-1
+labels (outside the teacher budget, method.md 2.3) are filtered on the student's own agreement instead:
+k pre-sampled rollouts per candidate prompt, kept when their mean vote share lies in train.rl.self_band. On GPU, rollouts come
 from vLLM colocated with the trainer when vllm is installed; on CPU from transformers' generate.
 """
 
@@ -40,6 +42,40 @@ def difficulty_filter(table: pa.Table, band: tuple[float, float]) -> tuple[pa.Ta
              "dropped_too_easy": int((c > hi).sum()), "dropped_too_hard": int(((c < lo) & (c >= 0)).sum()),
              "dropped_no_confidence": int((c < 0).sum())}
     return kept, stats
+
+
+def self_difficulty_filter(model, tok, table: pa.Table, settings: Settings, max_new_tokens: int
+                           ) -> tuple[pa.Table, dict]:
+    """Prompts without a Stage-1 confidence, filtered on the SFT student's own agreement: `presample`
+    rollouts (at the GRPO temperature) for each of `presample_pool` candidates (a seeded shuffle), kept
+    when the mean vote share over attributes lies in `self_band`. Costs pool x k generations, once."""
+    from conf_profile.teachers.parse import parse_answer
+    from conf_profile.train.rewards import Rollout, self_agreement
+    from conf_profile.train.student_eval import generate
+
+    rl = settings.train.rl
+    lo, hi = rl.self_band
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ConfProfileError(f"train.rl.self_band {rl.self_band} is not a band inside [0, 1].",
+                               "Set train.rl.self_band: [lo, hi].")
+    stats: dict = {"band": [lo, hi], "candidates": table.num_rows, "presample": rl.presample}
+    if rl.presample == 0 or table.num_rows == 0:
+        return table, {**stats, "presampled": 0, "kept": table.num_rows}
+    pool = rl.presample_pool or 2 * rl.steps * rl.prompts_per_step
+    order = np.random.default_rng(settings.train.seed).permutation(table.num_rows)[:pool]
+    cand = table.take(pa.array(np.sort(order)))
+    t0 = time.perf_counter()
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    texts = generate(model, tok, cand.column("document").to_pylist(), max_new_tokens, settings.train.eval.batch_size,
+                     samples=max(2, rl.presample), temperature=rl.temperature, desc="presample")
+    agree = np.array([self_agreement([Rollout(dict(p.labels), dict(p.confidences), p.error is None)
+                                      for p in (parse_answer(t, taxonomy, confidence="probability") for t in per)],
+                                     taxonomy, rl.rollout_unknown_weight) for per in texts])
+    keep = (agree >= lo) & (agree <= hi)
+    stats.update(presampled=cand.num_rows, kept=int(keep.sum()), dropped_too_easy=int((agree > hi).sum()),
+                 dropped_too_hard=int((agree < lo).sum()), mean_agreement=round(float(agree.mean()), 4),
+                 seconds=round(time.perf_counter() - t0, 1))
+    return cand.filter(pa.array(keep)), stats
 
 
 def stage1_voters(profile: str | None) -> str:
@@ -122,6 +158,15 @@ def grpo_config(settings: Settings, output_dir: str, max_completion_length: int)
     )
 
 
+def rl_candidates(lake: Lake, interval: Interval, settings: Settings) -> tuple[pa.Table, int, np.ndarray]:
+    """The RL prompts GRPO may draw from: labels/rl_prompts without evaluation users (dropped again) and without
+    the label-free validation users. With a teacher budget these are the users the teachers never saw.
+    Returns (table, eval users dropped, validation mask over the rows read)."""
+    table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
+    held = validation.validation_mask(table.column("user_id"), settings.train.sft.val_share)
+    return table.filter(pa.array(~held)), dropped_eval, held  # validation users never train, in SFT or here
+
+
 def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     """GRPO on runs/<key>/labels/rl_prompts from models/sft; saves models/rl."""
     from trl import GRPOTrainer
@@ -130,22 +175,29 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     runtime.setup_torch(settings)
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    table, dropped_eval = load_rl_prompts(lake, interval, Split.of(settings))
-    held = validation.validation_mask(table.column("user_id"), ts.sft.val_share)
-    table = table.filter(pa.array(~held))  # the label-free validation users never train, in SFT or here
-    kept, filt = difficulty_filter(table, ts.rl.conf_band)
+    table, dropped_eval, held = rl_candidates(lake, interval, settings)
+    labelled = pc.is_valid(table.column("stage1_confidence"))
+    kept, filt = difficulty_filter(table.filter(labelled), ts.rl.conf_band)
+    sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
+    model, tok = student.load(sft_path, for_training=True)
+    unlabelled = table.filter(pc.invert(labelled))
+    self_filt = None
+    if unlabelled.num_rows:  # users outside the teacher budget: the student's own difficulty
+        own, self_filt = self_difficulty_filter(model, tok, unlabelled, settings, answer_budget(tok, taxonomy))
+        model.train()
+        kept = pa.concat_tables([kept, own.cast(kept.schema)]) if kept.num_rows else own
     if kept.num_rows < ts.rl.prompts_per_step:
         raise ConfProfileError(
             f"Only {kept.num_rows} RL prompts lie in the confidence band {list(ts.rl.conf_band)} "
-            f"({filt['dropped_too_easy']} too easy, {filt['dropped_too_hard']} too hard).",
-            "Widen train.rl.conf_band or lower train.rl.prompts_per_step.")
-    sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
-    model, tok = student.load(sft_path, for_training=True)
+            f"({filt['dropped_too_easy']} too easy, {filt['dropped_too_hard']} too hard"
+            + (f"; own agreement band {list(ts.rl.self_band)}: {self_filt['kept']} kept" if self_filt else "") + ").",
+            "Widen train.rl.conf_band / train.rl.self_band or lower train.rl.prompts_per_step.")
     work = runtime.work_dir(settings, interval, "rl")
     args = grpo_config(settings, str(work / "checkpoints"), answer_budget(tok, taxonomy))
     priors = class_priors(kept.column("stage1").to_pylist(), taxonomy) if ts.rl.prior_power > 0 else None
     rewards = ConfidenceRewards(taxonomy, ts.rl.teacher_vote_weight, control=ts.rl.reward == "random", seed=ts.seed,
-                                priors=priors, prior_power=ts.rl.prior_power)
+                                priors=priors, prior_power=ts.rl.prior_power,
+                                unknown_weight=ts.rl.rollout_unknown_weight)
     vset = validation_set(lake, interval, settings) if ts.rl.val_every else None
     val_cb = validation.validation_callback(vset, tok, taxonomy, ts.rl.val_every, 0, 0.0,
                                             ts.eval.batch_size) if vset is not None and len(vset) else None
@@ -155,7 +207,9 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
               "rl.prompts_per_step": ts.rl.prompts_per_step, "rl.conf_band": list(ts.rl.conf_band),
               "rl.teacher_vote_weight": ts.rl.teacher_vote_weight, "rl.voters": ts.rl.voters, "rl.beta": ts.rl.beta,
               "rl.loss_type": ts.rl.loss_type, "rl.reward": ts.rl.reward, "rl.prior_power": ts.rl.prior_power, "rl.temperature": ts.rl.temperature,
-              "rl.reward_weights": list(ts.rl.reward_weights), "rl.use_vllm": args.use_vllm}
+              "rl.reward_weights": list(ts.rl.reward_weights), "rl.use_vllm": args.use_vllm,
+              "rl.self_band": list(ts.rl.self_band), "rl.presample": ts.rl.presample,
+              "rl.rollout_unknown_weight": ts.rl.rollout_unknown_weight}
     runtime.log_params(params)
     runtime.quiet_stdout(trainer)
     result = trainer.train()
@@ -164,19 +218,22 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
         val_cb.restore(trainer.model)  # the best validated RL step, not necessarily the last
         val = val_cb.summary()
 
-    meta = {"base": "sft", "steps": trainer.state.global_step, "prompts_kept": filt["kept"],
+    n_kept = kept.num_rows
+    meta = {"base": "sft", "steps": trainer.state.global_step, "prompts_kept": n_kept,
+            "prompts_with_stage1": filt["kept"], "prompts_unlabelled": n_kept - filt["kept"],
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "held_out_users": int(held.sum()),
-            "prompts_dropped": filt["candidates"] - filt["kept"], **{k.split(".", 1)[1]: v for k, v in params.items()}}
+            "prompts_dropped": table.num_rows - n_kept, **{k.split(".", 1)[1]: v for k, v in params.items()}}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "rl"), meta, sft_path)
     logs = [h for h in trainer.state.log_history if "reward" in h]
     curve = {k: [round(h[k], 4) for h in logs if k in h] for k in
              ("reward", "rewards/agreement/mean", "rewards/format/mean", "rewards/calibration/mean", "entropy")}
     summary = {"stage": "rl", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "rl")),
-               **meta, "difficulty_filter": filt, "dropped_eval_users": dropped_eval, "validation": val,
+               **meta, "difficulty_filter": filt, "self_difficulty_filter": self_filt,
+               "dropped_eval_users": dropped_eval, "validation": val,
                "reward_first": curve["reward"][0] if curve["reward"] else None,
                "reward_last": curve["reward"][-1] if curve["reward"] else None, "curves": curve,
                "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
                "seconds": round(time.perf_counter() - t0, 1)}
-    runtime.log_metrics({"rl.seconds": summary["seconds"], "rl.prompts_kept": filt["kept"]})
+    runtime.log_metrics({"rl.seconds": summary["seconds"], "rl.prompts_kept": n_kept})
     return summary
