@@ -124,22 +124,44 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
                 vs: ValidationSettings, columns: list[str], min_rows: int, extra_ok: bool) -> list[Any]:
     """Build the critical and warning suites for one table and validate the interval's rows against them.
 
-    Why one validator for both suites: `Batch.validate` builds a new validator per call, and each loads the
-    batch again (and fingerprints the whole dataframe); one validator loads and fingerprints it once."""
+    Why one validation for both suites: each `validate_expectation_suite` call resolves its own metric graph
+    (table row count, column types, null counts, the whole-frame filters ...) and pays GX's per-call
+    overhead. Validating the two suites' expectations as one graph computes every shared metric once; the
+    results are then split back into one GX `ExpectationSuiteValidationResult` per suite (same results,
+    statistics and batch meta as validating each suite alone), which the report and Data Docs read."""
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.validator.v1_validator import Validator
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
 
-    critical = gx.ExpectationSuite(name=f"{name}.critical")
-    warning = gx.ExpectationSuite(name=f"{name}.warning")
-    for exp in ck.table_expectations(gx, name, min_rows, columns, extra_ok):
-        critical.add_expectation(exp)
-    for c in checks:
-        (critical if c.critical else warning).add_expectation(ck.expectation(gx, c, vs.critical_max_bad_fraction))
+    critical = list(ck.table_expectations(gx, name, min_rows, columns, extra_ok))
+    critical += [ck.expectation(gx, c, vs.critical_max_bad_fraction) for c in checks if c.critical]
+    warning = [ck.expectation(gx, c, vs.critical_max_bad_fraction) for c in checks if not c.critical]
+    both = gx.ExpectationSuite(name=f"{name}.all")  # critical first, then warnings: split back below
+    for exp in critical + warning:
+        both.add_expectation(exp)
+    suites = [(f"{name}.critical", len(critical)), (f"{name}.warning", len(warning))]
     source = ctx.data_sources.get("raw")
     asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
     definition = asset.add_batch_definition_whole_dataframe(f"interval-{len(asset.batch_definitions)}")
     validator = Validator(batch_definition=definition, batch_parameters={"dataframe": frame},
                           result_format=RESULT_FORMAT)
-    return [validator.validate_expectation_suite(ctx.suites.add(s)) for s in (critical, warning)]
+    combined = validator.validate_expectation_suite(both)
+    # GX returns the results in its own order: back to the suites' order (each check names one expectation)
+    order = {(e.expectation_type, e.meta["check"]): i for i, e in enumerate(critical + warning)}
+    ranked = sorted(combined.results, key=lambda r: order[(r.expectation_config.type, r.expectation_config.meta["check"])])
+    out, start = [], 0
+    for suite_name, size in suites:
+        results = ranked[start:start + size]
+        start += size
+        stats = calc_validation_statistics(results)
+        out.append(ExpectationSuiteValidationResult(
+            results=results, success=stats.success, suite_name=suite_name, meta=dict(combined.meta),
+            statistics={"evaluated_expectations": stats.evaluated_expectations,
+                        "successful_expectations": stats.successful_expectations,
+                        "unsuccessful_expectations": stats.unsuccessful_expectations,
+                        "success_percent": stats.success_percent},
+            batch_id=combined.batch_id))
+    return out
 
 
 def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float) -> dict[str, Any]:

@@ -9,6 +9,7 @@ integer comparison.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,11 +127,17 @@ class Ballots:
 def _dict_codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Dictionary-encode once (one hash pass), so every later lookup works on the few distinct values
     instead of every row. Returns (row codes, -1 for null; the distinct values)."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = _one_array(arr)
     enc = pc.dictionary_encode(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
     idx = enc.indices if enc.indices.null_count == 0 else pc.fill_null(enc.indices, -1)
     return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), enc.dictionary
+
+
+def _one_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array; without a copy when there is one chunk (`combine_chunks` copies even then)."""
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
 
 
 def _lookup(values: pa.Array, targets: pa.Array) -> np.ndarray:
@@ -148,18 +155,31 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     layout = Layout(taxonomy)
     table = table.combine_chunks()
     n = table.num_rows
+    # The user-id hash pass is the largest single cost; it runs on a second thread (Arrow releases the GIL)
+    # while this one encodes attributes, labels and teachers.
+    pool = ThreadPoolExecutor(max_workers=1)
+    user_job = pool.submit(_dict_codes, table["user_id"])
+    pool.shutdown(wait=False)
     t_code, t_dict = _dict_codes(table["teacher_id"])
     t_names_all = t_dict.to_pylist()
-    err_rows = pc.is_valid(table["error"]).to_numpy(zero_copy_only=False)
+    error = table["error"]
+    err_rows = (np.zeros(n, dtype=bool) if error.null_count == n
+                else pc.is_valid(error).to_numpy(zero_copy_only=False))
 
     # ---- labels -> global columns: lookups on the distinct (attribute, label) values only ----
     a_code, a_dict = _dict_codes(table["attribute"])
-    a_map = np.append(_lookup(a_dict, pa.array(layout.attributes)), -1)  # index -1 (null) -> -1
-    a_idx = a_map[a_code]
-    a_ok = a_idx >= 0
-    a_idx = np.maximum(a_idx, 0)
-    labels = table["label"].combine_chunks()
-    lens = pc.fill_null(pc.list_value_length(labels), 0).to_numpy(zero_copy_only=False)
+    a_map = np.append(_lookup(a_dict, pa.array(layout.attributes)), -1).astype(np.int16)  # -1 (null) -> -1
+    if (a_map[:-1] >= 0).all() and table["attribute"].null_count == 0:  # every attribute known: no clamp
+        a_idx, a_ok = a_map[a_code], np.ones(n, dtype=bool)
+    else:
+        a_idx = a_map[a_code]
+        a_ok = a_idx >= 0
+        a_idx = np.maximum(a_idx, 0)
+    labels = _one_array(table["label"])
+    if labels.null_count == 0:  # lengths straight from the offsets
+        lens = np.diff(labels.offsets.to_numpy(zero_copy_only=False))
+    else:
+        lens = pc.fill_null(pc.list_value_length(labels), 0).to_numpy(zero_copy_only=False)
     # One label per row (single-label answers, the usual case): flat label i is row i, so the parent
     # gathers below are skipped (`at` is the identity).
     flat = pc.list_flatten(labels)
@@ -186,7 +206,11 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
         bad[parent[bad_flat]] = True
         n_unknown = np.bincount(parent[is_unknown_flat], minlength=n)
     multi = layout.is_multi[a_idx] & a_ok
-    conf = pc.fill_null(pc.cast(table["confidence"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    conf_col = table["confidence"]
+    if conf_col.type == pa.float64() and conf_col.null_count == 0:
+        conf = conf_col.to_numpy()  # zero-copy; the clip below makes the array Ballots keeps
+    else:
+        conf = pc.fill_null(pc.cast(conf_col, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     bad |= ~a_ok | np.isnan(conf) | (t_code < 0)
     bad |= ~multi & (lens != 1)  # single-label: exactly one label (a class or "unknown")
     bad |= multi & (n_unknown > 0) & (lens != 1)  # multi: ["unknown"] alone, or classes only
@@ -213,16 +237,25 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     del l_code, col_flat, is_unknown_flat, bad_flat, single_flat, multi_flat, bits, n_unknown
 
     # ---- users, teachers, weights ----
-    u_code, u_dict = _dict_codes(table["user_id"])
+    u_code, u_dict = user_job.result()
     if users is None:
         seen = np.zeros(len(u_dict) + 1, dtype=bool)
         seen[u_code[keep]] = True
-        users_arr = u_dict.filter(pa.array(seen[:-1])) if len(u_dict) else pa.array([], pa.string())
+        if seen[:-1].all():  # every distinct user kept an answer (the usual case): rank the dictionary
+            order = pc.sort_indices(u_dict).to_numpy(zero_copy_only=False)
+            users_arr = u_dict.take(pa.array(order))
+            rank = np.full(len(u_dict) + 1, -1, dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            u_idx = rank[u_code]
+        else:
+            users_arr = u_dict.filter(pa.array(seen[:-1])) if len(u_dict) else pa.array([], pa.string())
+            users_arr = users_arr.take(pc.sort_indices(users_arr))
+            u_idx = np.append(_lookup(u_dict, users_arr), -1).astype(np.int64)[u_code]
     else:
         users_arr = pa.array(users, pa.string()) if not isinstance(users, pa.Array) else pc.cast(users, pa.string())
         users_arr = pc.unique(users_arr)
-    users_arr = users_arr.take(pc.sort_indices(users_arr))
-    u_idx = np.append(_lookup(u_dict, users_arr), -1)[u_code]
+        users_arr = users_arr.take(pc.sort_indices(users_arr))
+        u_idx = np.append(_lookup(u_dict, users_arr), -1).astype(np.int64)[u_code]
     del u_code
     outside = keep & (u_idx < 0)  # answers for users outside the given index are not voted on
     keep &= ~outside
@@ -236,7 +269,10 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
 
     spec_order = [t.name for t in teachers or []]
     t_kept = kept(t_code, np.int32)  # -1 (null teacher) only on rows that are not kept
-    kept_t = np.flatnonzero(np.bincount(t_kept, minlength=len(t_names_all))) if len(t_kept) else t_kept
+    if all_kept:  # the dictionary holds exactly the teachers that occur (a null teacher is never kept)
+        kept_t = np.arange(len(t_names_all))
+    else:
+        kept_t = np.flatnonzero(np.bincount(t_kept, minlength=len(t_names_all))) if len(t_kept) else t_kept
     seen_t = sorted({t_names_all[i] for i in kept_t} - set(spec_order))
     teacher_names = spec_order + seen_t
     t_map = np.maximum(np.append(_lookup(t_dict, pa.array(teacher_names, pa.string())), -1), 0).astype(np.int16)
@@ -255,12 +291,13 @@ def encode(table: pa.Table, taxonomy: Taxonomy, teachers: list[TeacherSpec] | No
     pair_keep = keep[pr]
     remap = np.cumsum(keep, dtype=np.int64) - 1 if len(pr) else np.zeros(0, np.int64)
     t_k = kept(t_idx, np.int16)
+    per_weight, per_share = tw / n_samples, (1.0 / n_samples).astype(np.float32)  # per teacher: one gather each
     return Ballots(
         layout=layout, users=users_arr, teachers=teacher_names,
         # narrow dtypes where values are small: 40M answers must fit in memory with room for the votes
         u=kept(u_idx, np.int64), a=kept(a_idx, np.int16), col=kept(col, np.int32), mask=kept(mask, np.int64),
-        abstain=kept(abstain, bool), conf=np.clip(kept(conf, np.float64), 0.0, 1.0), weight=tw[t_k] / n_samples[t_k],
-        share=(1.0 / n_samples[t_k]).astype(np.float32), teacher=t_k, sample=sample_k,
+        abstain=kept(abstain, bool), conf=np.clip(kept(conf, np.float64), 0.0, 1.0), weight=per_weight[t_k],
+        share=per_share[t_k], teacher=t_k, sample=sample_k,
         pair_row=remap[pr[pair_keep]], pair_col=pcl[pair_keep],
         rationale=_kept_rationale(table, idx) if keep_rationale else None,
         excluded_error=_counts(t_names_all, t_code, err_rows),

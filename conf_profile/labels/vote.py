@@ -53,30 +53,12 @@ def vote(b: Ballots, method: Method = "weighted", threshold: float = 0.5, unknow
     n_users, n_attrs, n_cols, ns = b.n_users, lay.n_attrs, lay.n_cols, lay.n_single_cols
     wc, tie_conf = answer_weights(b, method)
     voter = ~b.abstain if rows is None else rows & ~b.abstain
-    w_vote = np.where(voter, wc, 0.0)
-
-    # Scores of every (class column, user), column-major: single-label answers, then each label of
-    # multi-label answers. `scores` is its (U, n_cols) transposed view.
-    cell = b.index("cell")  # abstainers and multi-label rows fall into the spare last bin
-    scores_t = np.bincount(cell, weights=w_vote, minlength=n_users * n_cols + 1)[:-1]
-    if len(b.pair_row):
-        scores_t += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
-    scores_t = scores_t.reshape(n_cols, n_users)
-    scores = scores_t.T
-
     group = b.index("group")
-    denom = np.bincount(group, weights=w_vote, minlength=n_users * n_attrs)
-    del w_vote
-    if unknown_weight:
-        w_abst = np.where(b.abstain if rows is None else rows & b.abstain, wc, 0.0)
-        denom = denom + unknown_weight * np.bincount(group, weights=w_abst, minlength=n_users * n_attrs)
-        del w_abst
-    denom = denom.reshape(n_users, n_attrs)
-    n_voters = None
-    if count_voters:
-        n_voters = np.bincount(group[voter], minlength=n_users * n_attrs).reshape(n_users, n_attrs)
-        n_voters = n_voters.astype(np.int64)
-
+    if method == "majority" and rows is None and bool((b.share == 1).all()):
+        scores_t, denom, n_voters = _unit_tallies(b, voter, unknown_weight)
+    else:
+        scores_t, denom, n_voters = _weighted_tallies(b, wc, voter, rows, unknown_weight, count_voters)
+    scores = scores_t.T
     label = np.zeros((n_users, n_attrs), dtype=np.int64)
     conf = np.zeros((n_users, n_attrs), dtype=np.float64)
     si, mi = lay.single_idx, lay.multi_idx
@@ -108,6 +90,59 @@ def vote(b: Ballots, method: Method = "weighted", threshold: float = 0.5, unknow
     return VoteResult(label=label, confidence=conf, n_voters=n_voters, scores=scores, denom=denom)
 
 
+def _weighted_tallies(b: Ballots, wc: np.ndarray, voter: np.ndarray, rows: np.ndarray | None,
+                      unknown_weight: float, count_voters: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scores (n_cols, U) column-major, denominators (U, A), voters (U, A) or None) of a weighted tally."""
+    lay = b.layout
+    n_users, n_attrs, n_cols = b.n_users, lay.n_attrs, lay.n_cols
+    w_vote = np.where(voter, wc, 0.0)
+    # Scores of every (class column, user), column-major: single-label answers, then each label of
+    # multi-label answers.
+    cell = b.index("cell")  # abstainers and multi-label rows fall into the spare last bin
+    scores_t = np.bincount(cell, weights=w_vote, minlength=n_users * n_cols + 1)[:-1]
+    if len(b.pair_row):
+        scores_t += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
+    scores_t = scores_t.reshape(n_cols, n_users)
+    group = b.index("group")
+    denom = np.bincount(group, weights=w_vote, minlength=n_users * n_attrs)
+    del w_vote
+    if unknown_weight:
+        w_abst = np.where(b.abstain if rows is None else rows & b.abstain, wc, 0.0)
+        denom = denom + unknown_weight * np.bincount(group, weights=w_abst, minlength=n_users * n_attrs)
+        del w_abst
+    denom = denom.reshape(n_users, n_attrs)
+    n_voters = None
+    if count_voters:
+        n_voters = np.bincount(group[voter], minlength=n_users * n_attrs).reshape(n_users, n_attrs)
+        n_voters = n_voters.astype(np.int64)
+    return scores_t, denom, n_voters
+
+
+def _unit_tallies(b: Ballots, voter: np.ndarray, unknown_weight: float) -> tuple[np.ndarray, ...]:
+    """The same tally when every answer weighs 1 (plain majority, one sample per teacher): scores are
+    counts, so integer `bincount`s without weights give the identical (exact) floats, and a single-label
+    attribute's voters are the sum of its class counts (no pass over the answers for them)."""
+    lay = b.layout
+    n_users, n_attrs, n_cols, ns = b.n_users, lay.n_attrs, lay.n_cols, lay.n_single_cols
+    counts = np.bincount(b.index("cell"), minlength=n_users * n_cols + 1)[:-1]
+    if len(b.pair_row):
+        counts += np.bincount(b.index("pair_cell")[voter[b.pair_row]], minlength=n_users * n_cols)
+    counts = counts.reshape(n_cols, n_users)
+    group = b.index("group")
+    n_all = np.bincount(group, minlength=n_users * n_attrs).reshape(n_users, n_attrs)
+    n_voters = np.zeros((n_users, n_attrs), dtype=np.int64)
+    si, mi = lay.single_idx, lay.multi_idx
+    if len(si):
+        n_voters[:, si] = np.add.reduceat(counts[:ns], lay.offsets[si], axis=0).T
+    if len(mi):
+        multi_voter = voter & lay.is_multi[b.a]
+        n_voters[:, mi] = np.bincount(group[multi_voter], minlength=n_users * n_attrs).reshape(n_users, n_attrs)[:, mi]
+    denom = n_voters.astype(np.float64)
+    if unknown_weight:
+        denom = denom + unknown_weight * (n_all - n_voters).astype(np.float64)
+    return counts.astype(np.float64), denom, n_voters
+
+
 def _decide_single(scores_t: np.ndarray, offs: np.ndarray, denom: np.ndarray,
                    maxc_for: Callable[[np.ndarray], np.ndarray] | None, n_attrs: int,
                    attr_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,12 +168,19 @@ def _decide_single(scores_t: np.ndarray, offs: np.ndarray, denom: np.ndarray,
         cells = np.zeros((n_users, n_attrs), dtype=bool)
         cells[:, attr_idx] = tied
         rows = np.flatnonzero(tied.any(axis=1))
-        exact = _tie_rule(scores_t[:, rows].T, maxc_for(cells), offs)
-        sub = label[rows]
-        sub[tied[rows]] = exact[tied[rows]]
-        label[rows] = sub
-        r, j = np.nonzero(tied & (label >= 0))
-        win[r, j] = scores_t[offs[j] + label[r, j], r]
+        maxc = maxc_for(cells)  # (len(rows), width): per tied user
+        pos = np.full(n_users, -1, dtype=np.int64)
+        pos[rows] = np.arange(len(rows))
+        # The rule per attribute, on its tied users and its own columns only (segments are independent).
+        for j, (o, e) in enumerate(zip(offs.tolist(), ends.tolist(), strict=True)):
+            r = np.flatnonzero(tied[:, j])
+            if not len(r):
+                continue
+            s = scores_t[o:e, r].T
+            exact = _tie_rule(s, maxc[pos[r], o:e], np.zeros(1, dtype=np.int64))[:, 0]
+            label[r, j] = exact
+            won = exact >= 0
+            win[r[won], j] = s[np.flatnonzero(won), exact[won]]
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.where((label >= 0) & (denom > 0), win / denom, 0.0)
     return label, conf
