@@ -20,6 +20,7 @@ GOLD_ROOT = "gold"
 GOLD = "gold/labels"
 PROFILES = "profiles"
 STAGES = "_stages"  # stage manifests, one JSON per stage, written last
+TOKENIZERS = "deployment/tokenizers"  # versioned with the deployment, shared by every week's run
 
 
 class LakeLayout:
@@ -39,6 +40,11 @@ class LakeLayout:
     @staticmethod
     def profiles(day: date) -> str:
         return f"{PROFILES}/dt={day.isoformat()}"
+
+    @staticmethod
+    def tokenizer(preset: str, version: str) -> str:
+        """The deployment's tokenizer of a student preset (train.tokenizer_version): trained once, reused weekly."""
+        return f"{TOKENIZERS}/{preset}-{version}"
 
 
 @dataclass(frozen=True)

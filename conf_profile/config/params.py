@@ -9,7 +9,7 @@ refused with the parameter's name, never cast silently).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,6 +35,9 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("sft_budget", "train.sft.budget_examples", "SFT budget",
              "Example-passes of SFT when sft_epochs is 0 (steps follow the data size; docs/training.md)."),
     RunParam("rl_steps", "train.rl.steps", "GRPO steps", "0 skips GRPO: the SFT student is registered."),
+    RunParam("warm_start", "train.warm_start", "Warm start",
+             "auto: fine-tune the champion when it has this run's taxonomy and tokenizer, else cold; "
+             "champion: require it; cold: train from scratch."),
 )
 BY_NAME = {p.name: p for p in RUN_PARAMS}
 # Run controls that are not settings (they steer the run itself).
@@ -113,6 +116,8 @@ def json_schema(settings, p: RunParam) -> dict[str, Any]:
     kinds = {int: "integer", float: "number", str: "string", bool: "boolean"}
     ann = field.annotation
     out: dict[str, Any] = {"type": kinds.get(ann, "string")}
+    if get_origin(ann) is Literal:
+        out["enum"] = list(get_args(ann))
     for m in field.metadata:
         for attr, key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
             if getattr(m, attr, None) is not None:

@@ -55,15 +55,16 @@ def model_dir(interval: Interval, stage: str) -> str:
     return Lake.run_dir(interval, "models", stage)
 
 
-def build_preset(name: str, texts: list[str], out_dir: Path, seed: int = 13) -> Path:
-    """Train the tokenizer on `texts`, initialise the model from the preset, save both as an HF model dir."""
+def build_preset(name: str, texts: list[str], out_dir: Path, seed: int = 13, tokenizer=None) -> Path:
+    """Initialise the model from the preset with `tokenizer` (the deployment's, reused across weeks) or, without
+    one, a tokenizer trained on `texts`; save both as an HF model dir."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     from conf_profile.train.tokenizer import train_tokenizer
 
     p = PRESETS[name]
-    tok = train_tokenizer(texts, vocab_size=p.vocab)
+    tok = tokenizer if tokenizer is not None else train_tokenizer(texts, vocab_size=p.vocab)
     cfg = Qwen3Config(
         vocab_size=len(tok), hidden_size=p.hidden, intermediate_size=p.mlp, num_hidden_layers=p.layers,
         num_attention_heads=p.heads, num_key_value_heads=p.kv_heads, head_dim=p.head_dim,
