@@ -155,8 +155,19 @@ def test_sft_warm_starts_from_the_registered_champion(tmp_path):
     meta = lake.manifest(Lake.run_dir(W2, "models", "sft"))["meta"]
     assert meta["warm_start_from"] == second["warm_start_from"]
 
+    # A rerun of week 2 after week 2's own model became the champion starts from the same version again
+    # (the earlier attempt's source is pinned); the decision is what is tested, so no third training.
+    v2 = models.register_student(tr.client, name, {**key, "data_interval": str(W2)}, {**tags, "student_base": "tiny"},
+                                 lambda: info, run_id=run.info.run_id)["model_version"]
+    tr.client.set_registered_model_alias(name, "champion", v2)
+    hashes = {k: second[k] for k in ("taxonomy_hash", "tokenizer_hash")} | {"student_base": "tiny"}
+    cache = tmp_path / "dl"
+    assert warm_start.decide(settings, W2, hashes, cache, pinned=meta["warm_start_from"]).ref == second["warm_start_from"]
+    unpinned = warm_start.decide(_settings(tmp_path, **{"train.warm_start": "auto"}), W2, hashes, cache)
+    assert not unpinned.warm and "not before" in unpinned.reason  # this week's own model: never its own start
+
     # The same champion with another tokenizer: refused (auto goes cold and says why).
     tr.client.set_model_version_tag(name, out["model_version"], "tokenizer_hash", "0123456789abcdef")
     apply(settings, {"train.warm_start": "auto"})
-    cold = train_sft(lake, W2, settings)
-    assert cold["warm_start"] is False and "tokenizer differs" in cold["warm_start_reason"]
+    cold = warm_start.decide(settings, W2, hashes, cache, pinned=meta["warm_start_from"])
+    assert not cold.warm and "tokenizer differs" in cold.reason and cold.tag.startswith("cold: champion models:/")

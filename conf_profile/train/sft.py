@@ -139,7 +139,10 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     tax = load_taxonomy(settings.taxonomy_path)
     hashes = {warm_start.TAXONOMY_TAG: warm_start.taxonomy_hash(tax), warm_start.TOKENIZER_TAG: tokenizer_hash(tok),
               warm_start.BASE_TAG: ts.student}
-    warm = warm_start.decide(settings, interval, hashes, runtime.work_dir(settings, interval, "warm-start"))
+    sft_rel = student.model_dir(interval, "sft")
+    earlier = lake.manifest(sft_rel).get("meta", {}).get(warm_start.FROM_TAG) if lake.is_committed(sft_rel) else None
+    warm = warm_start.decide(settings, interval, hashes, runtime.work_dir(settings, interval, "warm-start"),
+                             pinned=earlier)
     init = base
     if warm.warm:
         model, tok = student.load(warm.source, for_training=True)  # the champion's weights, same tokenizer

@@ -70,6 +70,12 @@ def incompatibilities(tags: dict[str, str], expected: dict[str, str]) -> list[st
     return why
 
 
+def _store_exists(settings: Settings) -> bool:
+    """False for a local SQLite store that was never created: nothing was registered (and none is made here)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+
+
 def _client(settings: Settings):
     from mlflow import MlflowClient
 
@@ -81,19 +87,31 @@ def _champion(settings: Settings) -> Any | None:
     """The champion's model version, or None when there is no registered model or no alias."""
     from mlflow.exceptions import MlflowException
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        return None  # no tracking store yet: nothing was ever registered (and none is created here)
     try:
         return _client(settings).get_model_version_by_alias(settings.mlflow.model_name, "champion")
     except MlflowException:
         return None
 
 
+def _pinned(settings: Settings, ref: str | None) -> Any | None:
+    """The version an earlier attempt of this run started from (`models:/name/N`), if it still exists."""
+    from mlflow.exceptions import MlflowException
+
+    prefix = f"models:/{settings.mlflow.model_name}/"
+    if not ref or not ref.startswith(prefix):
+        return None
+    try:
+        return _client(settings).get_model_version(settings.mlflow.model_name, ref.removeprefix(prefix))
+    except MlflowException:
+        return None
+
+
 def decide(settings: Settings, interval: Interval, expected: dict[str, str], cache: Path,
-           champion: Any | None = None, lookup: bool = True) -> WarmStart:
+           champion: Any | None = None, lookup: bool = True, pinned: str | None = None) -> WarmStart:
     """Decide warm or cold for this run. `expected`: this run's {taxonomy_hash, tokenizer_hash, student_base}.
-    In `auto` every refusal is a cold start with its reason; in `champion` it raises WarmStartRefused."""
+    In `auto` every refusal is a cold start with its reason; in `champion` it raises WarmStartRefused.
+    `pinned`: where an earlier attempt of this run started (its committed SFT meta): a rerun starts from the
+    same version even after this week's model became the champion, so reruns give the same model."""
     from conf_profile.train import student
     from conf_profile.train.tokenizer import tokenizer_hash
 
@@ -108,9 +126,9 @@ def decide(settings: Settings, interval: Interval, expected: dict[str, str], cac
         return WarmStart(mode, None, None, reason)
 
     cold = "set train.warm_start: cold (run parameter warm_start=cold) to train from scratch"
-    if champion is None and lookup:
+    if champion is None and lookup and _store_exists(settings):
         try:
-            champion = _champion(settings)
+            champion = _pinned(settings, pinned) or _champion(settings)
         except Exception as exc:  # noqa: BLE001 - an unreachable tracking server: say so, start cold in auto
             return refuse(f"the MLflow registry could not be read ({type(exc).__name__}: {str(exc)[:200]})",
                           f"Check mlflow.tracking_uri, or {cold}.")
