@@ -109,11 +109,11 @@ def _from_mlflow(uri: str, settings: Settings, cache: Path | None) -> Path:
     import mlflow.artifacts
 
     dst = cache or Path(tempfile.mkdtemp(prefix="conf-profile-model-"))
-    try:
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri
+    try:  # registry defaults to the tracking store (not MLflow's process-wide default, unset in a bare CLI run)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst),
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri,
-            registry_uri=settings.mlflow.registry_uri,
+            artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking,
+            registry_uri=settings.mlflow.registry_uri or tracking,
         )
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the user needs one message
         raise ModelNotFound(f"Cannot download {uri} from MLflow: {exc}.",
