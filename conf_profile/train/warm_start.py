@@ -154,4 +154,4 @@ def decide(settings: Settings, interval: Interval, expected: dict[str, str], cac
     if got != expected.get(TOKENIZER_TAG):
         return refuse(f"champion {ref} is incompatible: its saved tokenizer hashes to {got}, not "
                       f"{expected.get(TOKENIZER_TAG)} (its tag says {tags.get(TOKENIZER_TAG)})", f"Re-register the champion, or {cold}.")
-    return WarmStart(mode, source, ref, f"champion {ref} (trained on {trained or 'an unknown interval'})")
+    return WarmStart(mode, source, ref, f"the champion, trained on {trained or 'an unknown interval'}")
