@@ -20,6 +20,7 @@ GOLD_ROOT = "gold"
 GOLD = "gold/labels"
 PROFILES = "profiles"
 STAGES = "_stages"  # stage manifests, one JSON per stage, written last
+TOKENIZERS = "deployment/tokenizers"  # versioned with the deployment, shared by every week's run
 
 
 class LakeLayout:
@@ -44,6 +45,11 @@ class LakeLayout:
     def profiles_shard(day: date, shard: int) -> str:
         """One user shard's profiles of the day (committed alone; the day's manifest lists every shard)."""
         return f"{PROFILES}/dt={day.isoformat()}/shard-{shard}"
+
+    @staticmethod
+    def tokenizer(preset: str, version: str) -> str:
+        """The deployment's tokenizer of a student preset (train.tokenizer_version): trained once, reused weekly."""
+        return f"{TOKENIZERS}/{preset}-{version}"
 
 
 @dataclass(frozen=True)

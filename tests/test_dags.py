@@ -198,7 +198,8 @@ def test_kubernetes_mode_renders_gpu_training_pods(airflow_home, monkeypatch, tm
         assert type(op).__name__ == "KubernetesPodOperator" and op.deferrable is True
         ctx = {"data_interval_start": pendulum.datetime(2026, 11, 9, tz="UTC"),
                "data_interval_end": pendulum.datetime(2026, 11, 16, tz="UTC"), "run_id": "scheduled__x",
-               "params": {"student": "/models/qwen3-0.6b", "sft_epochs": 2.0, "sft_budget": 24000, "rl_steps": 40}, "dag": dag,
+               "params": {"student": "/models/qwen3-0.6b", "sft_epochs": 2.0, "sft_budget": 24000, "rl_steps": 40,
+                          "warm_start": "auto"}, "dag": dag,
                "task": op, "ti": SimpleNamespace(dag_id=dag.dag_id, task_id=op.task_id, map_index=-1,
                                                  try_number=1)}
         op.render_template_fields(ctx)

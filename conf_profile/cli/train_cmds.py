@@ -24,6 +24,9 @@ def register(sub, common) -> None:
     s.add_argument("--student", help="preset, HF folder or models:/ URI (default: train.student = tiny)")
     s.add_argument("--epochs", type=float, help="epochs (default: train.sft.epochs)")
     s.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    s.add_argument("--warm-start", choices=["auto", "champion", "cold"],
+                   help="auto: continue the champion when compatible; champion: require it; cold: from scratch "
+                   "(default: train.warm_start = auto)")
     s.add_argument("--launcher-command", metavar="CONFIG", choices=["single_gpu", "zero2", "zero3"],
                    help="print the `accelerate launch` command for a GPU pod with this config and exit")
     s.set_defaults(handler=cmd_sft)
@@ -63,7 +66,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {"train.student": getattr(args, "student", None), "train.sft.epochs": getattr(args, "epochs", None),
             "train.rl.steps": getattr(args, "steps", None),
             "train.rl.teacher_vote_weight": getattr(args, "teacher_vote_weight", None),
-            "train.rl.reward": getattr(args, "reward", None)}
+            "train.rl.reward": getattr(args, "reward", None),
+            "train.warm_start": getattr(args, "warm_start", None)}
 
 
 def _launcher(args: argparse.Namespace, stage: str, settings) -> Result:
@@ -86,6 +90,8 @@ def cmd_sft(args: argparse.Namespace) -> Result:
     resumed = f", resumed from {s['resumed_from']}" if s["resumed_from"] else ""
     text = (f"SFT {s['base']} on {s['train_users']:,} users of {interval}: {s['steps']} steps, {s['epochs']:g} epochs"
             f"{resumed}; final loss {_loss(s['final_loss'])}; {s['seconds']:.0f} s -> {s['path']}")
+    if s.get("warm_start_from"):
+        text += f"\n  warm start: {s['warm_start_from']}" + (f" ({s['warm_start_reason']})" if s.get("warm_start") else "")
     if s["dropped_too_long"]:
         text += f"\n  {s['dropped_too_long']} examples longer than train.sft.max_length were left out"
     return Result(s, text)

@@ -9,7 +9,7 @@ refused with the parameter's name, never cast silently).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,6 +38,9 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("rl_steps", "train.rl.steps", "GRPO steps", "0 skips GRPO: the SFT student is registered."),
     RunParam("teacher_share", "labels.teacher_budget.share", "Teacher budget (share)",
              "Share of the week's users the teachers label (empty: all); GRPO runs on the rest."),
+    RunParam("warm_start", "train.warm_start", "Warm start",
+             "auto: fine-tune the champion when it has this run's taxonomy and tokenizer, else cold; "
+             "champion: require it; cold: train from scratch."),
 )
 BY_NAME = {p.name: p for p in RUN_PARAMS}
 # Run controls that are not settings (they steer the run itself).
@@ -120,6 +123,8 @@ def json_schema(settings, p: RunParam) -> dict[str, Any]:
         out: dict[str, Any] = {"type": [kinds.get(args[0], "string"), "null"]}
     else:
         out = {"type": kinds.get(ann, "string")}
+    if get_origin(ann) is Literal:
+        out["enum"] = list(get_args(ann))
     for m in field.metadata:
         for attr, key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
             if getattr(m, attr, None) is not None:

@@ -317,6 +317,10 @@ class SFTSettings(Strict):
     val_every: int = Field(250, ge=1)  # steps between validations (and once at the end)
     patience: int = Field(3, ge=0)  # stop after this many validations without improvement; 0 = never stop early
     min_delta: float = Field(0.001, ge=0)  # an improvement smaller than this does not reset patience
+    # A warm start (from a compatible champion, train.warm_start) may need fewer updates: its budget in
+    # example-passes, same formula as budget_examples; 0 = the cold budget, the default until a smaller one is
+    # measured as good (docs/training.md "Warm start").
+    warm_budget_examples: int = Field(0, ge=0)
 
 
 class RLSettings(Strict):
@@ -370,6 +374,13 @@ class TrainSettings(Strict):
     sft: SFTSettings = Field(default_factory=SFTSettings)
     rl: RLSettings = Field(default_factory=RLSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    # Weekly warm start (train/warm_start.py): auto = fine-tune the champion when it has this run's taxonomy and
+    # tokenizer, else cold (the reason is in the summary); champion = require that; cold = from scratch.
+    warm_start: Literal["auto", "champion", "cold"] = "auto"
+    # Presets' tokenizer: "lake" = the deployment's, trained once at deployment/tokenizers/<preset>-<version>
+    # and reused every week (a new version means a cold start); "run" = trained on each run's documents.
+    tokenizer: Literal["lake", "run"] = "lake"
+    tokenizer_version: str = Field("v1", pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class ComputeSettings(Strict):

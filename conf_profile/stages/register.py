@@ -64,7 +64,7 @@ def run(ctx: StageContext) -> dict:
             "dataset_hashes": json.dumps({k: v[:16] for k, v in hashes.items()}, sort_keys=True),
             "gold_hash": hashes["gold"][:32], "student_stage": stage, "student_base": ctx.settings.train.student,
             "model_lake_uri": ctx.lake.uri_of(lay.model(stage)), "eval_users": str(card.get("eval_users")),
-            "reference": card.get("reference", "gold"), **version_metric_tags(row)}
+            "reference": card.get("reference", "gold"), **version_metric_tags(row), **warm_start_tags(ctx)}
     tr = ctx.tr
     parent = tracking.find_parent(tr, ctx.run_id)
     tags["mlflow_parent_run_id"] = parent or ""
@@ -101,3 +101,14 @@ def run(ctx: StageContext) -> dict:
             "model_uri": f"models:/{name}/{result['model_version']}", "mlflow_run_id": parent,
             "mlflow_child_run_id": child, "experiment_id": tr.experiment_id, "tracking_uri": tr.tracking_uri,
             "dataset_hash": key["dataset_hash"][:16], "code_version": key["code_version"]}
+
+
+def warm_start_tags(ctx: StageContext) -> dict[str, str]:
+    """What a later week needs to warm-start from this version (train/warm_start.py): the taxonomy and tokenizer
+    hashes the SFT stage recorded (RL continues SFT, so they hold for both), and where SFT itself started."""
+    from conf_profile.train import warm_start
+
+    meta = ctx.lake.manifest(ctx.layout.model("sft")).get("meta", {}) if ctx.lake.is_committed(
+        ctx.layout.model("sft")) else {}
+    keys = (warm_start.TAXONOMY_TAG, warm_start.TOKENIZER_TAG, warm_start.FROM_TAG)
+    return {k: str(meta[k]) for k in keys if meta.get(k)}

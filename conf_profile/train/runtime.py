@@ -133,3 +133,11 @@ def quiet_stdout(trainer) -> None:
 
     if not progress.enabled():
         trainer.remove_callback(PrinterCallback)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tags on the caller's active MLflow run (e.g. warm_start_from), none without one."""
+    if mlflow_active():
+        import mlflow
+
+        mlflow.set_tags({k: str(v)[:5000] for k, v in tags.items()})

@@ -22,15 +22,16 @@ from conf_profile.intervals import Interval
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
-from conf_profile.train import runtime, student, validation
+from conf_profile.train import runtime, student, validation, warm_start
 from conf_profile.train.data import SYSTEM_PROMPT, load_distill, messages
+from conf_profile.train.tokenizer import tokenizer_hash
 
 ACCELERATE_CONFIGS = ("single_gpu", "zero2", "zero3")
-_SFT_FIELDS = {"student", "lora", "lora_r", "seed"}
+_SFT_FIELDS = {"student", "lora", "lora_r", "seed", "tokenizer", "tokenizer_version"}
 
 
-def fingerprint(rows: list[dict], settings: Settings) -> str:
-    """Identity of a training run: the data and every setting that shapes the model."""
+def fingerprint(rows: list[dict], settings: Settings, warm_from: str = "") -> str:
+    """Identity of a training run: the data, every setting that shapes the model, and the warm-start source."""
     h = hashlib.sha256()
     for r in rows:
         h.update(f"{r['user_id']}\x1f{r['document']}\x1f{r['target']}\x1e".encode())
@@ -39,30 +40,37 @@ def fingerprint(rows: list[dict], settings: Settings) -> str:
     shaping["sft"] = ts.sft.model_dump()
     shaping["preset"] = repr(student.PRESETS.get(ts.student))  # a preset's architecture is part of its identity
     h.update(json.dumps(shaping, sort_keys=True, default=str).encode())
+    if warm_from:
+        h.update(f"\x1dwarm:{warm_from}".encode())
     return h.hexdigest()[:16]
 
 
-def schedule(train_examples: int, settings: Settings) -> dict:
+def schedule(train_examples: int, settings: Settings, warm: bool = False) -> dict:
     """Optimizer steps for `train_examples`: by compute budget (train.sft.budget_examples example-passes,
     at most max_epochs passes, at least min_steps steps), or the fixed train.sft.epochs when that is > 0.
 
     Why a budget: a fixed epoch count tuned on one week's size gives a smaller week proportionally fewer
     updates (measured: 5 epochs at 2,500 users fell 10 F1 short of 6,000 users; docs/training.md), while
-    the attributes that need a rare token to be found (city tier) only appear after enough updates."""
+    the attributes that need a rare token to be found (city tier) only appear after enough updates.
+    A warm start (from the champion) uses train.sft.warm_budget_examples instead (0: the cold budget)."""
     sft = settings.train.sft
     n = max(1, train_examples)
     if sft.epochs > 0:
         steps, mode = math.ceil(sft.epochs * n / sft.batch_size), "epochs"
     else:
-        passes = min(float(sft.budget_examples), sft.max_epochs * n)
-        steps, mode = max(sft.min_steps, math.ceil(passes / sft.batch_size)), "budget"
+        budget = sft.warm_budget_examples if warm and sft.warm_budget_examples > 0 else sft.budget_examples
+        passes = min(float(budget), sft.max_epochs * n)
+        steps = max(sft.min_steps, math.ceil(passes / sft.batch_size))
+        mode = "warm_budget" if warm and sft.warm_budget_examples > 0 else "budget"
     return {"mode": mode, "steps": steps, "epochs": round(steps * sft.batch_size / n, 2)}
 
 
 def prepare_base(lake: Lake, interval: Interval, settings: Settings, rows: list[dict]) -> Path:
-    """The untrained student as a local HF folder. Presets are built (tokenizer trained on this run's
-    documents and targets) and committed to runs/<key>/models/base so `student:base` can be evaluated;
-    a committed base built from the same data is reused, so a resumed run keeps its tokenizer."""
+    """The untrained student as a local HF folder. Presets are built and committed to runs/<key>/models/base
+    so `student:base` can be evaluated; a committed base built from the same data is reused, so a resumed run
+    keeps its tokenizer. The tokenizer is the deployment's (train.tokenizer: lake; trained on the first week's
+    documents and targets at deployment/tokenizers/<preset>-<version>, reused every week, so a champion's
+    token ids mean the same next week) or this run's own (train.tokenizer: run)."""
     ref = settings.train.student
     if ref not in student.PRESETS:
         return student.resolve(ref, settings, lake, interval)
@@ -72,11 +80,23 @@ def prepare_base(lake: Lake, interval: Interval, settings: Settings, rows: list[
         return lake.local_dir(rel, runtime.work_dir(settings, interval, "base-cache"))
     out = runtime.work_dir(settings, interval, "base")
     shutil.rmtree(out, ignore_errors=True)
-    # The chat frame (role names, system prompt) is in every example: make it frequent so it merges.
-    frame = ["system\nuser\nassistant\n" + SYSTEM_PROMPT] * len(rows)
-    texts = [r["document"] for r in rows] + [r["target"] for r in rows] + frame
-    student.build_preset(ref, texts, out, seed=settings.train.seed)
-    lake.upload_dir(out, rel, meta={"preset": ref, "fingerprint": data_hash, "train_users": len(rows)})
+
+    def texts() -> list[str]:
+        # The chat frame (role names, system prompt) is in every example: make it frequent so it merges.
+        frame = ["system\nuser\nassistant\n" + SYSTEM_PROMPT] * len(rows)
+        return [r["document"] for r in rows] + [r["target"] for r in rows] + frame
+
+    tok, tok_info = None, {"source": "run"}
+    if settings.train.tokenizer == "lake":
+        from conf_profile.layout import LakeLayout
+        from conf_profile.train.tokenizer import lake_tokenizer
+
+        tok, tok_info = lake_tokenizer(
+            lake, LakeLayout.tokenizer(ref, settings.train.tokenizer_version), student.PRESETS[ref].vocab, texts,
+            runtime.work_dir(settings, interval, "tokenizer"), trained_on=str(interval))
+    student.build_preset(ref, texts() if tok is None else [], out, seed=settings.train.seed, tokenizer=tok)
+    lake.upload_dir(out, rel, meta={"preset": ref, "fingerprint": data_hash, "train_users": len(rows),
+                                    "tokenizer": tok_info})
     return out
 
 
@@ -116,13 +136,24 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
                                "Lower train.sft.val_share.")
     base = prepare_base(lake, interval, settings, rows)  # tokenizer of every row: the same as before the split
     model, tok = student.load(base, for_training=True)
+    tax = load_taxonomy(settings.taxonomy_path)
+    hashes = {warm_start.TAXONOMY_TAG: warm_start.taxonomy_hash(tax), warm_start.TOKENIZER_TAG: tokenizer_hash(tok),
+              warm_start.BASE_TAG: ts.student}
+    sft_rel = student.model_dir(interval, "sft")
+    earlier = lake.manifest(sft_rel).get("meta", {}).get(warm_start.FROM_TAG) if lake.is_committed(sft_rel) else None
+    warm = warm_start.decide(settings, interval, hashes, runtime.work_dir(settings, interval, "warm-start"),
+                             pinned=earlier)
+    init = base
+    if warm.warm:
+        model, tok = student.load(warm.source, for_training=True)  # the champion's weights, same tokenizer
+        init = warm.source
     dataset, too_long = _dataset(train_rows, tok, ts.sft.max_length)
-    vset = validation.build_set(val_rows, load_taxonomy(settings.taxonomy_path), ts.sft.val_users)
-    sched = schedule(len(dataset), settings)
+    vset = validation.build_set(val_rows, tax, ts.sft.val_users)
+    sched = schedule(len(dataset), settings, warm=warm.warm)
 
     work = runtime.work_dir(settings, interval, "sft")
     ckpt_dir = work / "checkpoints"
-    fp = fingerprint(rows, settings)
+    fp = fingerprint(rows, settings, warm_from=warm.ref or "")
     marker = work / "fingerprint"
     best_file = work / "validation.pt"
     if not resume or not marker.exists() or marker.read_text() != fp:
@@ -165,7 +196,8 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.schedule": sched["mode"],
                         "sft.steps": sched["steps"], "sft.epochs": sched["epochs"], "sft.lr": ts.sft.lr,
                         "sft.batch_size": ts.sft.batch_size, "sft.train_users": len(dataset),
-                        "sft.val_users": len(vset)})
+                        "sft.val_users": len(vset), "sft.warm_start_from": warm.tag})
+    runtime.set_tags({warm_start.FROM_TAG: warm.tag})
     runtime.quiet_stdout(trainer)
     result = trainer.train(resume_from_checkpoint=last)
     val = None
@@ -177,8 +209,9 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     meta = {"base": ts.student, "lora": ts.lora, "schedule": sched, "epochs": sched["epochs"],
             "steps": trainer.state.global_step, "train_users": len(dataset), "val_users": len(vset),
             "best_step": val["best_step"] if val else trainer.state.global_step,
-            "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp}
-    student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, base)
+            "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp,
+            **hashes, warm_start.FROM_TAG: warm.tag, "warm_start": warm.warm, "warm_start_reason": warm.reason}
+    student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, init)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
         "stage": "sft", "interval": str(interval), "path": lake.uri_of(student.model_dir(interval, "sft")),

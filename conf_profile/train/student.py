@@ -55,15 +55,16 @@ def model_dir(interval: Interval, stage: str) -> str:
     return Lake.run_dir(interval, "models", stage)
 
 
-def build_preset(name: str, texts: list[str], out_dir: Path, seed: int = 13) -> Path:
-    """Train the tokenizer on `texts`, initialise the model from the preset, save both as an HF model dir."""
+def build_preset(name: str, texts: list[str], out_dir: Path, seed: int = 13, tokenizer=None) -> Path:
+    """Initialise the model from the preset with `tokenizer` (the deployment's, reused across weeks) or, without
+    one, a tokenizer trained on `texts`; save both as an HF model dir."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     from conf_profile.train.tokenizer import train_tokenizer
 
     p = PRESETS[name]
-    tok = train_tokenizer(texts, vocab_size=p.vocab)
+    tok = tokenizer if tokenizer is not None else train_tokenizer(texts, vocab_size=p.vocab)
     cfg = Qwen3Config(
         vocab_size=len(tok), hidden_size=p.hidden, intermediate_size=p.mlp, num_hidden_layers=p.layers,
         num_attention_heads=p.heads, num_key_value_heads=p.kv_heads, head_dim=p.head_dim,
@@ -105,18 +106,27 @@ def resolve(ref: str, settings: Settings, lake: Lake | None = None, interval: In
 
 
 def _from_mlflow(uri: str, settings: Settings, cache: Path | None) -> Path:
+    import mlflow
     import mlflow.artifacts
+    import mlflow.tracking
 
     dst = cache or Path(tempfile.mkdtemp(prefix="conf-profile-model-"))
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri
+    # MLflow resolves a version's logged-model source (models:/m-...) through the process-wide tracking URI,
+    # which a bare CLI run never set: point it at the settings' store for the download, then restore it.
+    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(tracking)
     try:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst),
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_tracking_uri,
-            registry_uri=settings.mlflow.registry_uri,
+            artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking,
+            registry_uri=settings.mlflow.registry_uri or tracking,
         )
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the user needs one message
         raise ModelNotFound(f"Cannot download {uri} from MLflow: {exc}.",
                             "Check the model name/alias (`mlflow models` UI) and the tracking URI.") from None
+    finally:
+        if before is not None:
+            mlflow.set_tracking_uri(before)
     return _find_model_dir(Path(local), uri)
 
 

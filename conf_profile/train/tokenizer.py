@@ -10,7 +10,8 @@ cuts documents by ~15 % (documents are what SFT pays for: ~290 of ~315 tokens pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -63,3 +64,34 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedT
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"  # generation; the trainers' collators pad on their own side
     return fast
+
+
+def tokenizer_hash(tok: PreTrainedTokenizerFast) -> str:
+    """Identity of a tokenizer: vocabulary, merges, pre-split, special tokens and chat template (not the
+    padding/truncation state, which HF changes at call time). Two models can share weights only if this matches."""
+    import hashlib
+    import json
+
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    keep = {k: spec.get(k) for k in ("normalizer", "pre_tokenizer", "model", "decoder", "added_tokens")}
+    keep["chat_template"] = tok.chat_template
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lake_tokenizer(lake, rel: str, vocab_size: int, texts: Callable[[], Iterable[str]], cache: Path,
+                   trained_on: str = "") -> tuple[PreTrainedTokenizerFast, dict]:
+    """The deployment's tokenizer at `rel` (LakeLayout.tokenizer): loaded when committed, else trained once on
+    `texts()` (this run's documents and targets) and committed, so later weeks reuse it and a model of one week
+    can continue training on the next. Returns (tokenizer, info with hash and where it came from)."""
+    if lake.is_committed(rel):
+        meta = lake.manifest(rel).get("meta", {})
+        tok = PreTrainedTokenizerFast.from_pretrained(lake.local_dir(rel, cache))
+        tok.padding_side = "left"
+        return tok, {**meta, "path": lake.uri_of(rel), "hash": tokenizer_hash(tok), "reused": True}
+    tok = train_tokenizer(texts(), vocab_size=vocab_size)
+    out = cache / "new"
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out)
+    meta = {"hash": tokenizer_hash(tok), "vocab": len(tok), "trained_on": trained_on}
+    lake.upload_dir(out, rel, meta=meta)
+    return tok, {**meta, "path": lake.uri_of(rel), "reused": False}
