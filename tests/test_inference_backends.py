@@ -227,7 +227,8 @@ def test_openai_backend_profiles_users_with_the_students_prompt(probability_answ
         table, stats = profile_documents(s, "models:/unused/1", users, texts, TAX)
     assert stats["backend"] == "openai" and stats["failed_users"] == 0 and stats["valid_rate"] == 1.0
     assert srv.attempts["b"] == 2  # the 503 was retried
-    body = srv.bodies[0]
+    # requests run concurrently: find user a's request by its prompt
+    body = next(b for b in srv.bodies if b["messages"][-1]["content"] == texts[0])
     assert body["messages"] == messages(texts[0]) and body["n"] == 1 and body["temperature"] == 0.0
     assert body["model"] == "student" and "response_format" not in body
     assert all(h.get("Authorization") == "Bearer k-123" for h in srv.headers)
