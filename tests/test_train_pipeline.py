@@ -71,6 +71,12 @@ def test_sft_resumes_after_a_crash(lake_settings):
     assert seen.steps[0] == 3  # continued after the checkpoint's global_step, not from 1
     assert summary["steps"] == seen.steps[-1] == -(-summary["train_users"] // 8)  # one epoch
     assert lake.manifest(Lake.run_dir(INTERVAL, "models", "sft"))["meta"]["steps"] == summary["steps"]
+    # a rerun of the finished stage returns the committed model: no step, same files
+    before = lake.fingerprint(Lake.run_dir(INTERVAL, "models", "sft"))
+    again = _Steps()
+    more = train_sft(lake, INTERVAL, settings, callbacks=[again])
+    assert more["status"] == "skipped" and again.steps == [] and more["steps"] == summary["steps"]
+    assert lake.fingerprint(Lake.run_dir(INTERVAL, "models", "sft")) == before
 
 
 @pytest.mark.slow

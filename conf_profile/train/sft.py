@@ -154,6 +154,11 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     work = runtime.work_dir(settings, interval, "sft")
     ckpt_dir = work / "checkpoints"
     fp = fingerprint(rows, settings, warm_from=warm.ref or "")
+    done = lake.manifest(sft_rel).get("meta", {}) if resume and lake.is_committed(sft_rel) else {}
+    if done.get("fingerprint") == fp:  # same data, settings and start: rerunning gives the committed model
+        return {"stage": "sft", "interval": str(interval), "path": lake.uri_of(sft_rel), **done, "status": "skipped",
+                "resumed_from": None, "dropped_eval_users": dropped_eval, "dropped_too_long": too_long,
+                "final_loss": done.get("final_loss"), "seconds": round(time.perf_counter() - t0, 1)}
     marker = work / "fingerprint"
     best_file = work / "validation.pt"
     if not resume or not marker.exists() or marker.read_text() != fp:
@@ -210,7 +215,8 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
             "steps": trainer.state.global_step, "train_users": len(dataset), "val_users": len(vset),
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp,
-            **hashes, warm_start.FROM_TAG: warm.tag, "warm_start": warm.warm, "warm_start_reason": warm.reason}
+            **hashes, warm_start.FROM_TAG: warm.tag, "warm_start": warm.warm, "warm_start_reason": warm.reason,
+            "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, init)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
