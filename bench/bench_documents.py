@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conf_profile.config import DocumentSettings, Settings
+from conf_profile.data import document_shards
 from conf_profile.data import documents as D
 from conf_profile.data import redact as R
 from conf_profile.intervals import Interval
@@ -279,7 +280,7 @@ def bench(repeats: int = 3, users: int = 10_000, events: int = 1_000_000) -> dic
         ours, base = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            summary = D.build_documents(lake, IV, settings)
+            summary = document_shards.build_documents(lake, IV, settings)
             ours.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             expected, pii = pandas_documents(paths, settings.documents, IV.end.year)

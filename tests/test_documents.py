@@ -11,7 +11,7 @@ import pytest
 
 from conf_profile.config import Settings
 from conf_profile.data.document_budget import select_within_budget
-from conf_profile.data.documents import build_documents
+from conf_profile.data.document_shards import build_documents
 from conf_profile.data.redact import prepare_text, redact
 from conf_profile.errors import LakeError
 from conf_profile.intervals import Interval

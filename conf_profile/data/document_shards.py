@@ -116,8 +116,9 @@ def combine(metas: list[dict]) -> dict:
     return out
 
 
-def build_all(lake: Lake, interval: Interval, settings: Settings, force: bool = False) -> dict:
-    """Every shard in this process, then the commit (what `build_documents` and the daily prepare call)."""
+def build_documents(lake: Lake, interval: Interval, settings: Settings, force: bool = False) -> dict:
+    """Build and commit runs/<interval>/documents in this process: every shard of `labels.shards`, then the
+    fan-in commit; returns the committed summary."""
     for i in range(shard_count(settings)):
         build_shard(lake, interval, settings, i, force)
     return commit(lake, interval, settings)

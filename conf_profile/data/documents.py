@@ -75,14 +75,6 @@ class TextPrep:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------
-def build_documents(lake: Lake, interval: Interval, settings: Settings) -> dict:
-    """Build and commit runs/<interval>/documents in this process: every shard of `labels.shards`, then the
-    fan-in commit (`data.document_shards`); returns the committed summary."""
-    from conf_profile.data.document_shards import build_all
-
-    return build_all(lake, interval, settings)
-
-
 def build_from_tables(tables: dict[str, pa.Table], interval: Interval, settings: Settings) -> tuple[pa.Table, dict]:
     """The documents (DOCUMENT_SCHEMA, sorted by user id) of the users in `tables` (clean tables, all users or
     one shard's) and their summary. A section is built only from a configured table; sections follow the
