@@ -94,6 +94,10 @@ class RunLayout:
         """The whole documents dataset: its manifest lists every shard's part (read it as one table)."""
         return self.path("documents")
 
+    def documents_scatter(self, table: str) -> str:
+        """A clean table split by user shard once (documents' plan), so a shard reads only its rows."""
+        return self.path("documents_scatter", table)
+
     def documents_shard(self, shard: int) -> str:
         """One user shard's documents (`shards.shard_of`), committed alone."""
         return self.path("documents", f"shard-{shard}")

@@ -17,8 +17,10 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conf_profile import shards as sharding
+from conf_profile.shards import shard_of
 from conf_profile.config import Settings, source_schemas
 from conf_profile.data.documents import build_from_tables, read_clean_tables
 from conf_profile.errors import ConfigError
@@ -63,12 +65,67 @@ def build_shard(lake: Lake, interval: Interval, settings: Settings, shard: int, 
     if n == 1:
         tables = read_clean_tables(lake, interval, settings)
     else:  # rows without a user id are read (and counted as unusable) once, by shard 0
-        users = shard_user_ids(lake, interval, settings, shard, n)
-        tables = read_clean_tables(lake, interval, settings, users=users, nulls=shard == 0)
+        parts = scattered_parts(lake, interval, settings, shard)
+        if len(parts) == len(source_schemas(settings)):  # every table already split: read only this shard's rows
+            tables = read_clean_tables(lake, interval, settings, parts=parts)
+        else:
+            users = shard_user_ids(lake, interval, settings, shard, n)
+            tables = read_clean_tables(lake, interval, settings, users=users, nulls=shard == 0, parts=parts)
     out, summary = build_from_tables(tables, interval, settings)
     meta = {**expect, **summary, "seconds": round(time.perf_counter() - t0, 3)}
     lake.write_committed_table(rel, out, meta=meta)
     return {**meta, "status": "done", "path": lake.uri_of(rel)}
+
+
+# ---- the scatter: each clean table split by user shard once ------------------------------------------------
+# Without it every shard scans the week's user_id columns and filters rows: O(rows) per shard, so the stage grows
+# as users x shards. The documents plan (and the daily prepare) split each table once, O(rows), one table in
+# memory at a time; a shard then reads only its part. Parts are keyed by the clean table's fingerprint and the
+# shard count (a stale or missing part falls back to the filtered scan), and deleted by the commit.
+def _scatter_key(lake: Lake, interval: Interval, table: str, shards: int) -> dict:
+    return {"clean": lake.fingerprint(RunLayout(interval).clean(table)), "shards": shards}
+
+
+def scatter(lake: Lake, interval: Interval, settings: Settings) -> dict[str, int]:
+    """Split every configured clean table into its user shards (rows without a user id go to shard 0, which
+    counts them); returns rows split per table. Skips tables whose parts are current."""
+    n, lay, done = shard_count(settings), RunLayout(interval), {}
+    if n == 1:
+        return done
+    for name in source_schemas(settings):
+        rel = lay.clean(name)
+        if not lake.is_committed(rel):
+            continue  # read_clean_tables names the missing table
+        key = _scatter_key(lake, interval, name, n)
+        root = lay.documents_scatter(name)
+        if all(sharding.finished(lake, sharding.shard_dir(root, i), {**key, "shard": i}) for i in range(n)):
+            continue
+        table = lake.read_committed(rel)
+        if "user_id" not in table.column_names:
+            continue  # the schema check of read_clean_tables names it
+        ids = table["user_id"].cast(pa.string())
+        shard = shard_of(ids, n)
+        shard[pc.is_null(ids).to_numpy(zero_copy_only=False)] = 0
+        order = np.argsort(shard, kind="stable")  # stable: each shard keeps the rows' order of the clean table
+        bounds = np.searchsorted(shard[order], np.arange(n + 1))
+        table = table.take(pa.array(order))
+        for i in range(n):
+            part = table.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i]))
+            lake.write_committed_table(sharding.shard_dir(root, i), part, meta={**key, "shard": i})
+        done[name] = table.num_rows
+    return done
+
+
+def scattered_parts(lake: Lake, interval: Interval, settings: Settings, shard: int) -> dict[str, str]:
+    """table -> the committed folder of this shard's rows, for every table whose scatter is current."""
+    n, lay, out = shard_count(settings), RunLayout(interval), {}
+    for name in source_schemas(settings):
+        if not lake.is_committed(lay.clean(name)):
+            continue
+        part = sharding.shard_dir(lay.documents_scatter(name), shard)
+        if sharding.finished(lake, part, {**_scatter_key(lake, interval, name, n), "shard": shard}):
+            out[name] = part
+    return out
 
 
 def shard_user_ids(lake: Lake, interval: Interval, settings: Settings, shard: int, shards: int) -> pa.Array:
@@ -93,6 +150,9 @@ def commit(lake: Lake, interval: Interval, settings: Settings) -> dict:
     n = shard_count(settings)
     rel = RunLayout(interval).documents
     metas = sharding.commit_shards(lake, rel, n, expect=lambda i: expected(lake, interval, settings, i))
+    scattered = RunLayout(interval).path("documents_scatter")
+    if lake.exists(scattered):
+        lake.delete(scattered)  # every shard is committed: the split copy of the clean tables is no longer needed
     summary = combine(metas)
     chars = lake.read_committed(rel, columns=["n_chars"])["n_chars"].to_numpy() if summary["documents"] else []
     summary.update(median_chars=int(np.median(chars)) if len(chars) else 0,
@@ -119,6 +179,7 @@ def combine(metas: list[dict]) -> dict:
 def build_documents(lake: Lake, interval: Interval, settings: Settings, force: bool = False) -> dict:
     """Build and commit runs/<interval>/documents in this process: every shard of `labels.shards`, then the
     fan-in commit; returns the committed summary."""
+    scatter(lake, interval, settings)
     for i in range(shard_count(settings)):
         build_shard(lake, interval, settings, i, force)
     return commit(lake, interval, settings)

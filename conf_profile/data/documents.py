@@ -140,10 +140,12 @@ def summarize(out: pa.Table, cfg: DocumentSettings, stats: dict, pii: dict[str, 
 
 # ---- input ------------------------------------------------------------------------------------------------
 def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None = None,
-                      users: pa.Array | None = None, nulls: bool = True) -> dict[str, pa.Table]:
+                      users: pa.Array | None = None, nulls: bool = True,
+                      parts: dict[str, str] | None = None) -> dict[str, pa.Table]:
     """The validated configured tables, cast to their contract schemas (`config.source_schemas`); a clear
     error naming the fix when one is missing. A table that is not configured is not read. With `users` (one
-    shard's), only their rows are materialised (a scan filter), plus rows without a user id when `nulls`."""
+    shard's), only their rows are materialised (a scan filter), plus rows without a user id when `nulls`;
+    a table named in `parts` is read from that committed folder instead (the shard's rows, already split)."""
     schemas = source_schemas(settings) if settings is not None else dict(RAW_SCHEMAS)
     missing = [t for t in schemas if not lake.is_committed(RunLayout(interval).clean(t))]
     if missing:
@@ -152,14 +154,18 @@ def read_clean_tables(lake: Lake, interval: Interval, settings: Settings | None 
             f"{lake.uri_of(RunLayout(interval).clean_root)}.",
             f"Run `conf-profile validate --interval {interval}` first.",
         )
-    return {t: _read_clean(lake, interval, t, schema, users, nulls) for t, schema in schemas.items()}
+    parts = parts or {}
+    return {t: _read_clean(lake, interval, t, schema, users, nulls, parts.get(t)) for t, schema in schemas.items()}
 
 
 def _read_clean(lake: Lake, interval: Interval, name: str, schema: pa.Schema | None = None,
-                users: pa.Array | None = None, nulls: bool = True) -> pa.Table:
+                users: pa.Array | None = None, nulls: bool = True, part: str | None = None) -> pa.Table:
     schema = RAW_SCHEMAS[name] if schema is None else schema
     rel = RunLayout(interval).clean(name)
-    table = lake.read_committed(rel) if users is None else _read_users(lake, rel, users, nulls)
+    if part is not None:
+        table = lake.read_committed(part)
+    else:
+        table = lake.read_committed(rel) if users is None else _read_users(lake, rel, users, nulls)
     if table.num_columns == 0:  # committed with no files: an empty table
         return schema.empty_table()
     absent = [c for c in schema.names if c not in table.column_names]

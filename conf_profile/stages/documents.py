@@ -1,6 +1,7 @@
 """Stage documents, mapped over user shards: plan the shards, build one shard, then commit the stage.
 
-Each shard (`data.document_shards`) builds the documents of its users only, from the validated clean tables,
+The plan splits each validated clean table by user shard once (`document_shards.scatter`); each shard
+(`data.document_shards`) then builds the documents of its users only, from its part of the clean tables,
 and is committed alone, so a rerun rebuilds only missing or stale shards and a killed shard is redone by
 itself. The commit (fan-in) writes the documents dataset manifest over every shard's part, so readers
 (labels, aggregate, train, evaluate) read `RunLayout.documents` as one table, then the stage manifest.
@@ -12,11 +13,12 @@ from conf_profile.stages.context import StageContext
 
 
 def plan(ctx: StageContext) -> list[dict]:
-    from conf_profile.data.document_shards import shard_count
+    from conf_profile.data.document_shards import scatter, shard_count
     from conf_profile.stages import manifest
 
     ctx.require("validate")
     manifest.invalidate(ctx.lake, ctx.layout, "documents")  # being rebuilt: nothing downstream reads it meanwhile
+    scatter(ctx.lake, ctx.interval, ctx.settings)  # each clean table split by shard once: a shard reads its rows
     return [{"shard": s} for s in range(shard_count(ctx.settings))]
 
 

@@ -50,6 +50,9 @@ def prepare(ctx: StageContext, pods: int | None = None) -> list[dict]:
                           "In kubernetes compute mode the shard count is fixed when the DAG is parsed: leave the "
                           "`shards` Param at its default or change labels.shards in the DAG's settings.")
     v = validate_interval(ctx.lake, ctx.interval, ctx.settings)
+    from conf_profile.data.document_shards import scatter
+
+    scatter(ctx.lake, ctx.interval, ctx.settings)  # the day's clean tables split by shard once
     quarantined = sum(t.get("rows_quarantined", 0) for t in v.get("tables", {}).values())
     logging.getLogger("conf_profile.stages").info("validated %s: %d rows quarantined; %d shards",
                                                   ctx.interval, quarantined, n)
