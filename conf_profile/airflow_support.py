@@ -166,54 +166,15 @@ def training_pod(stage: str, settings: Settings, **kwargs: Any):
     """KubernetesPodOperator for SFT or GRPO on GPU nodes (deferrable: the worker slot is freed while the pod
     runs). Settings reach the pod as the mounted settings file plus the run's Params as env overrides;
     credentials come from the Secret."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
     from conf_profile.config import params
 
-    c = settings.compute
-    env = [
-        k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
-    ]
-    env += [k8s.V1EnvVar(name=params.env_var(p.path), value="{{ params." + p.name + " }}")
-            for p in params.RUN_PARAMS if p.path.startswith("train.")]
-    env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
-        secret_key_ref=k8s.V1SecretKeySelector(name=c.secret_name, key=key, optional=True)))
-        for var, key in c.secret_env.items()]
-    volumes, mounts = [], []
-    if c.settings_config_map:
-        env.append(k8s.V1EnvVar(name="CONF_PROFILE_CONFIG", value=c.settings_mount_path))
-        volumes.append(k8s.V1Volume(name="conf-profile-settings",
-                                    config_map=k8s.V1ConfigMapVolumeSource(name=c.settings_config_map)))
-        mounts.append(k8s.V1VolumeMount(name="conf-profile-settings", mount_path=c.settings_mount_path,
-                                        sub_path="config.yaml", read_only=True))
-    resources = k8s.V1ResourceRequirements(
-        limits={"nvidia.com/gpu": str(c.gpus), "cpu": c.pod_cpu, "memory": c.pod_memory},
-        requests={"cpu": c.pod_cpu, "memory": c.pod_memory},
-    )
-    tolerations = [k8s.V1Toleration(**t) for t in c.tolerations]
-    return KubernetesPodOperator(
-        task_id=f"train_{stage}",
-        name=f"conf-profile-train-{stage}",
-        namespace=c.namespace,
-        image=c.trainer_image,
-        cmds=["accelerate"],
-        arguments=train_command(stage, settings),
-        env_vars=env,
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=c.env_secret))] if c.env_secret else [],
-        container_resources=resources,
-        node_selector=dict(c.node_selector),
-        tolerations=tolerations,
-        volumes=volumes,
-        volume_mounts=mounts,
-        service_account_name=c.service_account,
-        labels={"app.kubernetes.io/name": "conf-profile", "conf-profile/stage": stage},
-        startup_timeout_seconds=c.pod_startup_timeout_s,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        deferrable=True,
-        **kwargs,
-    )
+    env = [k8s.V1EnvVar(name=params.env_var(p.path), value="{{ params." + p.name + " }}")
+           for p in params.RUN_PARAMS if p.path.startswith("train.")]
+    return _gpu_pod(settings, task_id=f"train_{stage}", name=f"conf-profile-train-{stage}", cmds=["accelerate"],
+                    arguments=train_command(stage, settings), gpus=settings.compute.gpus, env=env,
+                    labels={"conf-profile/stage": stage}, **kwargs)
 
 
 # Inference pods: one GPU each; shards are the unit of parallelism (more shards, more pods).
@@ -232,16 +193,15 @@ def inference_command(settings: Settings, shard: int) -> list[str]:
     return args
 
 
-def _pod_world(settings: Settings) -> tuple[list, list, list, list]:
-    """env, env_from, volumes and mounts every conf-profile pod gets: the settings file (ConfigMap), the
-    shard count of the DAG's settings, and credentials from the Secret."""
+def _gpu_pod(settings: Settings, *, task_id: str, name: str, cmds: list[str], arguments: list[str], gpus: int,
+             env: list, labels: dict[str, str], **kwargs: Any):
+    """The one KubernetesPodOperator of every conf-profile GPU pod (trainer image, deferrable): the settings
+    file (ConfigMap), credentials from the Secret, GPU and CPU resources, node selector and tolerations."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    from conf_profile.config import params
-
     c = settings.compute
-    env = [k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
-           k8s.V1EnvVar(name=params.env_var("labels.shards"), value=str(settings.labels.shards))]
+    env = [k8s.V1EnvVar(name="MLFLOW_DISABLE_TELEMETRY", value="true"), *env]
     env += [k8s.V1EnvVar(name=var, value_from=k8s.V1EnvVarSource(
         secret_key_ref=k8s.V1SecretKeySelector(name=c.secret_name, key=key, optional=True)))
         for var, key in c.secret_env.items()]
@@ -252,41 +212,43 @@ def _pod_world(settings: Settings) -> tuple[list, list, list, list]:
                                     config_map=k8s.V1ConfigMapVolumeSource(name=c.settings_config_map)))
         mounts.append(k8s.V1VolumeMount(name="conf-profile-settings", mount_path=c.settings_mount_path,
                                         sub_path="config.yaml", read_only=True))
-    env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=c.env_secret))] if c.env_secret else []
-    return env, env_from, volumes, mounts
-
-
-def inference_pod(settings: Settings, shard: int, **kwargs: Any):
-    """KubernetesPodOperator profiling one user shard of the day on a GPU node (trainer image, deferrable);
-    it commits profiles/dt=<day>/shard-<i>/ and the DAG's `profile_done` task writes the day's manifest."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from kubernetes.client import models as k8s
-
-    c = settings.compute
-    env, env_from, volumes, mounts = _pod_world(settings)
     resources = k8s.V1ResourceRequirements(
-        limits={"nvidia.com/gpu": str(INFERENCE_GPUS), "cpu": c.pod_cpu, "memory": c.pod_memory},
+        limits={"nvidia.com/gpu": str(gpus), "cpu": c.pod_cpu, "memory": c.pod_memory},
         requests={"cpu": c.pod_cpu, "memory": c.pod_memory},
     )
     return KubernetesPodOperator(
-        task_id=f"profile_shard_{shard}",
-        name=f"conf-profile-infer-{shard}",
+        task_id=task_id,
+        name=name,
         namespace=c.namespace,
         image=c.trainer_image,
-        cmds=["python"],
-        arguments=inference_command(settings, shard),
+        cmds=cmds,
+        arguments=arguments,
         env_vars=env,
-        env_from=env_from,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=c.env_secret))] if c.env_secret else [],
         container_resources=resources,
         node_selector=dict(c.node_selector),
         tolerations=[k8s.V1Toleration(**t) for t in c.tolerations],
         volumes=volumes,
         volume_mounts=mounts,
         service_account_name=c.service_account,
-        labels={"app.kubernetes.io/name": "conf-profile", "conf-profile/stage": "infer", "conf-profile/shard": str(shard)},
+        labels={"app.kubernetes.io/name": "conf-profile", **labels},
         startup_timeout_seconds=c.pod_startup_timeout_s,
         get_logs=True,
         on_finish_action="delete_succeeded_pod",
         deferrable=True,
         **kwargs,
     )
+
+
+def inference_pod(settings: Settings, shard: int, **kwargs: Any):
+    """KubernetesPodOperator profiling one user shard of the day on a GPU node (trainer image, deferrable);
+    it commits profiles/dt=<day>/shard-<i>/ and the DAG's `profile_done` task writes the day's manifest. The
+    shard count is fixed when the DAG is parsed (one pod per shard), so the pod gets it as well."""
+    from kubernetes.client import models as k8s
+
+    from conf_profile.config import params
+
+    env = [k8s.V1EnvVar(name=params.env_var("labels.shards"), value=str(settings.labels.shards))]
+    return _gpu_pod(settings, task_id=f"profile_shard_{shard}", name=f"conf-profile-infer-{shard}", cmds=["python"],
+                    arguments=inference_command(settings, shard), gpus=INFERENCE_GPUS, env=env,
+                    labels={"conf-profile/stage": "infer", "conf-profile/shard": str(shard)}, **kwargs)
