@@ -126,3 +126,25 @@ def test_one_parent_per_dag_run_and_children_attach(mlflow_tracking, tmp_path):
     assert parent.data.params["teachers"] == '["a", "b"]'
     tracking.finish_parent(tr, "manual__1")
     assert tr.client.get_run(p1).info.status == "FINISHED"
+
+
+def test_record_logs_what_the_gpu_pod_committed(mlflow_tracking, tmp_settings):
+    """Kubernetes compute: the pod's `train sft` had no MLflow run, so its seconds and scores reach MLflow
+    only through the record step, read from the committed model's manifest."""
+    from conf_profile.stages import manifest
+    from conf_profile.stages.context import StageContext
+    from conf_profile.stages.train import record
+
+    tr = mlflow_tracking
+    lake = Lake.open(str(tmp_settings.data_dir / "lake"))
+    ctx = StageContext(tmp_settings, lake, W, "manual__k8s", _tr=tr)
+    ctx._read["train_sft"] = manifest.Manifest("train_sft", "f" * 32, {}, {}, {})
+    ctx.inputs["train_sft"] = "f" * 32
+    meta = {"steps": 3000, "train_seconds": 312.5, "val_score": 0.86, "warm_start": False, "base": "tiny"}
+    ctx.lake.manifest = lambda rel: {"meta": meta}  # what the pod committed
+    out = record(ctx, "sft")
+    assert out["train_seconds"] == 312.5
+    runs = tr.client.search_runs([tr.experiment_id], filter_string="attributes.run_name = 'train_sft'")
+    m = runs[0].data.metrics
+    assert m["sft.train_seconds"] == 312.5 and m["sft.steps"] == 3000 and "sft.warm_start" not in m
+    assert runs[0].data.params["sft.base"] == "tiny"

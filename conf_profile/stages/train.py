@@ -39,5 +39,8 @@ def record(ctx: StageContext, stage: str) -> dict:
             import mlflow
 
             mlflow.log_params({f"{stage}.{k}": tracking._param(v) for k, v in meta.items()})
+            # the pod had no MLflow run: its numbers (seconds, steps, val_score, loss) come from the manifest
+            mlflow.log_metrics({f"{stage}.{k}": float(v) for k, v in meta.items()
+                                if isinstance(v, int | float) and not isinstance(v, bool)})
     return {"stage": name, "interval": str(ctx.interval), "path": ctx.lake.uri_of(ctx.layout.model(stage)),
             "fingerprint": m.fingerprint[:16], **{k: v for k, v in meta.items() if isinstance(v, int | float | str)}}

@@ -223,7 +223,8 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
             "prompts_with_stage1": filt["kept"], "prompts_unlabelled": n_kept - filt["kept"],
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "held_out_users": int(held.sum()),
-            "prompts_dropped": table.num_rows - n_kept, **{k.split(".", 1)[1]: v for k, v in params.items()}}
+            "prompts_dropped": table.num_rows - n_kept, "train_seconds": round(time.perf_counter() - t0, 1),
+            **{k.split(".", 1)[1]: v for k, v in params.items()}}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "rl"), meta, sft_path)
     logs = [h for h in trainer.state.log_history if "reward" in h]
     curve = {k: [round(h[k], 4) for h in logs if k in h] for k in

@@ -216,7 +216,8 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp,
             **hashes, warm_start.FROM_TAG: warm.tag, "warm_start": warm.warm, "warm_start_reason": warm.reason,
-            "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)}
+            "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+            "train_seconds": round(time.perf_counter() - t0, 1)}  # in the manifest: a GPU pod has no MLflow run
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "sft"), meta, init)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
