@@ -10,7 +10,7 @@ the smallest lake, registered in the bench's own MLflow store as champion, then 
 per step the time ratio, that ratio per doubling of users (2.0x = linear) and divided by the users ratio
 (1.0 = linear).
 
-Run: `python -m bench.bench_scale [--sizes 2000,8000,32000] [--infer-sizes ...] [--shards auto|N] [--profile]`
+Run: `python -m bench.bench_scale [--sizes 2000,8000,32000] [--infer-sizes ...] [--train-steps 600] [--shards auto|N] [--profile]`
 (prints one JSON object; `--profile` adds the top functions of each Stage-1 stage at the largest size).
 """
 
@@ -32,20 +32,22 @@ from pathlib import Path
 from typing import Any
 
 SIZES = (2000, 8000, 32000)
-# Daily profiles by the CPU student are ~2 users/s on the shared 2-core box: inference is measured on smaller
-# lakes by default (generation is per user in fixed batches; what scales is measured the same way).
-INFER_SIZES = (250, 500, 1000)
+# The daily inference at the same sizes (~30 users/s per process with a trained tiny student on an idle box, so
+# 32k users take ~15 min; `--infer-sizes` makes it smaller).
+INFER_SIZES = SIZES
 STAGE1 = ("validate", "documents", "label", "aggregate")
 INFER = ("infer_profiles",)  # mapped: prepare (validate, plan) -> a shard each -> commit
 START = "2026-11-02"
 WEEK = "2026-11-02..2026-11-09"
 DAY = "2026-11-03..2026-11-04"
 USERS_PER_SHARD = 2000  # --shards auto: one label shard per this many users, so a shard's size stays fixed
-TRAIN_STEPS = 40  # tiny student: SFT steps (fixed, no validation) before it is registered as champion
+# Tiny student: SFT steps (fixed, no validation) before it is registered as champion. Enough for answers that
+# are well-formed and end: a 40-step student ran every answer to the token budget (~2 users/s, not ~30).
+TRAIN_STEPS = 600
 
 
 # ---- helpers (cheap; tested in tests/test_bench_scale.py) ---------------------------------------------------
-def config_text(root: Path, users: int, seed: int = 7) -> str:
+def config_text(root: Path, users: int, seed: int = 7, train_steps: int = TRAIN_STEPS) -> str:
     """The bench's config for one size: its own data folder (lake, MLflow store), one simulated week."""
     return (f"data_dir: {root}\n"
             f"simulate: {{users: {users}, weeks: 1, start: {START}, seed: {seed}}}\n"
@@ -54,7 +56,7 @@ def config_text(root: Path, users: int, seed: int = 7) -> str:
             "validation:\n  min_rows: {watch_events: 10, searches: 1, comments: 1, purchases: 0, profiles: 1}\n"
             "  critical_max_bad_fraction: 0.05\n"
             "train:\n  threads: 2\n"
-            f"  sft: {{epochs: 0, min_steps: {TRAIN_STEPS}, budget_examples: 1, val_share: 0, save_steps: 1000}}\n")
+            f"  sft: {{epochs: 0, min_steps: {train_steps}, budget_examples: 1, val_share: 0, save_steps: 1000}}\n")
 
 
 def shards_for(users: int, shards: str | int | None) -> int | None:
@@ -180,10 +182,10 @@ def measure(name: str, interval: str, config: Path, params: dict | None = None, 
     return {"wall_s": round(wall, 2), **json.loads(line[len("BENCH_RESULT "):])}
 
 
-def simulate(root: Path, users: int) -> tuple[Path, float]:
+def simulate(root: Path, users: int, train_steps: int = TRAIN_STEPS) -> tuple[Path, float]:
     root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yaml"
-    config.write_text(config_text(root, users))
+    config.write_text(config_text(root, users, train_steps=train_steps))
     from conf_profile.config import Settings
     from conf_profile.simulate import simulate as sim
     from conf_profile.storage import Lake
@@ -194,8 +196,8 @@ def simulate(root: Path, users: int) -> tuple[Path, float]:
     return config, round(time.perf_counter() - t, 2)
 
 
-def register_champion(config: Path) -> dict:
-    """Train the tiny student for TRAIN_STEPS SFT steps on this lake and register it as champion in the
+def register_champion(config: Path, train_steps: int = TRAIN_STEPS) -> dict:
+    """Train the tiny student for `train_steps` SFT steps on this lake and register it as champion in the
     lake's own MLflow store (what the refresh DAG's register + promote would leave behind)."""
     import mlflow
 
@@ -215,12 +217,12 @@ def register_champion(config: Path) -> dict:
     mv = tr.client.create_model_version(name, source=info.model_uri, run_id=run.info.run_id,
                                         model_id=getattr(info, "model_id", None))
     tr.client.set_registered_model_alias(name, promotion.CHAMPION, mv.version)
-    return {"model_version": str(mv.version), "tracking_uri": tr.tracking_uri, "train_steps": TRAIN_STEPS,
+    return {"model_version": str(mv.version), "tracking_uri": tr.tracking_uri, "train_steps": train_steps,
             "train_wall_s": train["wall_s"], "setup_s": round(time.perf_counter() - t, 1)}
 
 
 def bench(sizes: tuple[int, ...] = SIZES, shards: str | None = "auto", infer_sizes: tuple[int, ...] | None = INFER_SIZES,
-          profile: bool = False, keep: str | None = None) -> dict:
+          profile: bool = False, keep: str | None = None, train_steps: int = TRAIN_STEPS) -> dict:
     """Stage 1 at every size of `sizes`, inference at every size of `infer_sizes` (None: the same sizes;
     empty: none). The champion is trained on the smallest lake, which therefore always runs Stage 1."""
     infer_sizes = tuple(sizes if infer_sizes is None else infer_sizes)
@@ -233,7 +235,7 @@ def bench(sizes: tuple[int, ...] = SIZES, shards: str | None = "auto", infer_siz
     rows, infer_rows = [], []
     try:
         for users in lakes:
-            config, sim_s = simulate(base / f"u{users}", users)
+            config, sim_s = simulate(base / f"u{users}", users, train_steps)
             n = shards_for(users, shards)
             params = {} if n is None else {"shards": n}
             row: dict[str, Any] = {"users": users, "shards": n, "simulate_s": sim_s, "load_avg": load_average()}
@@ -249,7 +251,7 @@ def bench(sizes: tuple[int, ...] = SIZES, shards: str | None = "auto", infer_siz
                     rows.append(row)
             if needs_champion:
                 print(f"  {users} users: tiny student ...", file=sys.stderr, flush=True)
-                champion = register_champion(config)
+                champion = register_champion(config, train_steps)
             if users in infer_sizes:
                 with config.open("a") as f:  # every size reads the one registry (the smallest lake's)
                     f.write(f"mlflow: {{tracking_uri: '{champion['tracking_uri']}'}}\n")
@@ -328,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", default="auto", help="label shards: auto (one per 2,000 users), N, or '' (config)")
     p.add_argument("--infer-sizes", default=",".join(map(str, INFER_SIZES)),
                    help="users of the inference lakes ('' for none)")
+    p.add_argument("--train-steps", type=int, default=TRAIN_STEPS, help="SFT steps of the champion for inference")
     p.add_argument("--profile", action="store_true", help="cProfile each Stage-1 stage at the largest size")
     p.add_argument("--keep", help="keep the lakes under this folder")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"),
@@ -342,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(args)
     sizes = tuple(int(s) for s in args.sizes.split(",") if s)
     infer = tuple(int(s) for s in args.infer_sizes.split(",") if s)
-    result = bench(sizes, args.shards or None, infer, args.profile, args.keep)
+    result = bench(sizes, args.shards or None, infer, args.profile, args.keep, args.train_steps)
     result["markdown"] = markdown(result)
     text = json.dumps(result, indent=2, default=str)
     if args.out:
