@@ -58,9 +58,11 @@ KEYS = {"votes": ["user_id", "attribute", "method"], "teacher_predictions": ["te
         "distill": ["user_id"], "rl_prompts": ["user_id"]}
 
 
-def test_streamed_equals_whole_week(tmp_path):
+@pytest.mark.parametrize("rationale", [False, True])
+def test_streamed_equals_whole_week(tmp_path, rationale):
     lake, users = _sharded_lake(tmp_path / "lake")
     settings = _settings(lake)
+    settings.labels.include_rationale = rationale
     assert settings.labels.calibration_sample_users >= N  # the default sample covers this week
     settings.labels.class_cap_factor = 1.0  # tight caps: some users are capped out, across shards
     whole = aggregate_whole_week(lake, IV, settings)

@@ -63,12 +63,14 @@ def teacher_shards(lake: Lake, interval: Interval, shards: int | None = None,
     return plan, {"teachers": sorted(plan), "shards": {t: len(r) for t, r in plan.items()}}
 
 
-def read_teacher_shard(lake: Lake, rel: str) -> pa.Table:
-    """One committed teacher shard as TEACHER_OUTPUT_SCHEMA rows."""
-    tab = lake.read_committed(rel)
+def read_teacher_shard(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table:
+    """One committed teacher shard as TEACHER_OUTPUT_SCHEMA rows (only `columns`, in schema order, if given:
+    the vote never reads `raw_output`, and `rationale` only for `labels.include_rationale`)."""
+    schema = pa.schema([f for f in TEACHER_OUTPUT_SCHEMA if columns is None or f.name in columns])
+    tab = lake.read_committed(rel, columns=None if columns is None else schema.names)
     if not tab.num_rows:
-        return TEACHER_OUTPUT_SCHEMA.empty_table()
-    return tab.select([f.name for f in TEACHER_OUTPUT_SCHEMA]).cast(TEACHER_OUTPUT_SCHEMA)
+        return schema.empty_table()
+    return tab.select(schema.names).cast(schema)
 
 
 def no_teacher_outputs(lake: Lake, interval: Interval) -> LakeError:

@@ -113,10 +113,18 @@ class Parts:
         self.lake.commit(self.rel, self.files, meta)
 
 
-def _answers(lake: Lake, plan: dict[str, list[str]], i: int) -> pa.Table:
-    """Shard i of every teacher, in teacher order (so a user's rows keep the whole week's order)."""
-    tables = [t for rels in plan.values() if i < len(rels) and (t := read_teacher_shard(lake, rels[i])).num_rows]
-    return pa.concat_tables(tables) if tables else TEACHER_OUTPUT_SCHEMA.empty_table()
+VOTE_COLUMNS = ["user_id", "teacher_id", "sample_idx", "attribute", "label", "confidence", "error"]
+
+
+def _answers(lake: Lake, plan: dict[str, list[str]], i: int, rationale: bool = False) -> pa.Table:
+    """Shard i of every teacher, in teacher order (so a user's rows keep the whole week's order); only the
+    columns the vote reads (and the rationale when asked for)."""
+    cols = VOTE_COLUMNS + (["rationale"] if rationale else [])
+    tables = [t for rels in plan.values()
+              if i < len(rels) and (t := read_teacher_shard(lake, rels[i], cols)).num_rows]
+    if tables:
+        return pa.concat_tables(tables)
+    return pa.schema([f for f in TEACHER_OUTPUT_SCHEMA if f.name in cols]).empty_table()
 
 
 def _add(acc: dict[str, int], more: dict[str, int]) -> None:
@@ -160,8 +168,7 @@ def aggregate_sharded(lake: Lake, interval: Interval, settings: Settings) -> dic
     sample = collect_sample(voting_answers(), ls.calibration_sample_users)
     if sample.table is None and not any(_answers(lake, plan, i).num_rows for i in range(n)):
         raise no_teacher_outputs(lake, interval)
-    sb = encode(sample.table if sample.table is not None else TEACHER_OUTPUT_SCHEMA.empty_table(),
-                taxonomy, ls.teachers)
+    sb = encode(sample.table if sample.table is not None else _answers(lake, {}, 0), taxonomy, ls.teachers)
     n_sampled = sb.n_users
     del sample
     cal, _ = fit_calibration(sb, ls)
@@ -181,7 +188,7 @@ def aggregate_sharded(lake: Lake, interval: Interval, settings: Settings) -> dic
     template: Aggregate | None = None
     for i in range(n):  # pass 2: one shard at a time, written out and dropped
         d, ids, labelled = shard_users(i)
-        b = encode(_answers(lake, plan, i), taxonomy, ls.teachers, users=ids.filter(pa.array(labelled)),
+        b = encode(_answers(lake, plan, i, ls.include_rationale), taxonomy, ls.teachers, users=ids.filter(pa.array(labelled)),
                    keep_rationale=ls.include_rationale)
         agg = apply_calibration(b, cal, ls)
         is_eval = split.mask(b.users)
