@@ -85,6 +85,10 @@ def test_streamed_equals_whole_week(tmp_path, rationale):
     m = lake.manifest(RunLayout(IV).votes)
     assert len(m["files"]) == SHARDS and "part-0.parquet" not in lake.listdir(RunLayout(IV).votes)
     assert lake.manifest(RunLayout(IV).distill)["meta"]["records"] == whole["distill_records"]
+    # a rerun of the same week commits the same content under the same fingerprints (nothing downstream reruns)
+    prints = {k: lake.fingerprint(getattr(RunLayout(IV), k)) for k in KEYS}
+    aggregate_interval(lake, IV, settings)
+    assert {k: lake.fingerprint(getattr(RunLayout(IV), k)) for k in KEYS} == prints
 
 
 def test_small_sample_still_profiles_every_user_and_encodes_one_shard_at_a_time(tmp_path, monkeypatch):

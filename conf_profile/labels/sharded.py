@@ -8,7 +8,7 @@ with the one `shards.shard_of`). Two passes over the shards, one shard's answers
 2. per shard: encode, the three votes, the calibrated vote (`aggregate.apply_calibration`), and that shard's
    rows of votes, teacher_predictions, distill and rl_prompts are written out as one part file each and
    dropped. Each output is committed once, after the last shard (`Lake.commit` over its parts: one
-   manifest per dataset; until then readers see the previous commit).
+   manifest per dataset; the previous manifest is removed before the first part is written).
 
 What needs every user is kept small: the class caps of the distillation set (docs/labels.md) rank all
 training users per class, so per training user its single-label classes and confidences (and id) are kept
@@ -25,7 +25,6 @@ it stays on the whole-week path (`labels.aggregate_whole_week`).
 from __future__ import annotations
 
 import posixpath
-import uuid
 from dataclasses import replace
 
 import numpy as np
@@ -47,7 +46,7 @@ from conf_profile.layout import RunLayout
 from conf_profile.schema import TEACHER_OUTPUT_SCHEMA
 from conf_profile.shards import shard_of
 from conf_profile.splits import Split
-from conf_profile.storage import Lake
+from conf_profile.storage import MANIFEST, Lake
 from conf_profile.taxonomy import load_taxonomy
 
 __all__ = ["DocumentShards", "aggregate_sharded"]
@@ -93,16 +92,20 @@ def _built_with(lake: Lake, shard_rel: str, shards: int) -> bool:
 
 
 class Parts:
-    """One dataset written as a part file per shard and committed once (one manifest) by `commit`. The part
-    names carry a token of this run, so the previous commit's files stay intact until the new manifest."""
+    """One dataset written as a part file per shard and committed once (one manifest) by `commit`. The previous
+    manifest is removed first, so a run that stops half-way leaves the dataset uncommitted (readers fail and
+    name it) rather than an old manifest over new parts. Part names are fixed (`part-<shard>.parquet`): the
+    same content commits to the same fingerprint, so a rerun of the same week changes nothing downstream."""
 
-    def __init__(self, lake: Lake, rel: str, token: str):
-        self.lake, self.rel, self.token = lake, rel, token
+    def __init__(self, lake: Lake, rel: str):
+        self.lake, self.rel = lake, rel
         self.files: list[str] = []
         self.schema: pa.Schema | None = None
+        if lake.is_committed(rel):
+            lake.delete(posixpath.join(rel, MANIFEST))
 
     def name(self, shard: int) -> str:
-        return f"part-{self.token}-{shard:05d}.parquet"
+        return f"part-{shard:05d}.parquet"
 
     def write(self, shard: int, table: pa.Table) -> None:
         self.schema = self.schema or table.schema
@@ -177,8 +180,7 @@ def aggregate_sharded(lake: Lake, interval: Interval, settings: Settings) -> dic
     lay = RunLayout(interval)
     paths = {"votes": lay.votes, "teacher_predictions": lay.teacher_predictions, "calibration": lay.calibration,
              "distill": lay.distill, "rl_prompts": lay.rl_prompts}
-    token = uuid.uuid4().hex[:8]
-    out = {k: Parts(lake, paths[k], token) for k in ("votes", "teacher_predictions", "distill", "rl_prompts")}
+    out = {k: Parts(lake, paths[k]) for k in ("votes", "teacher_predictions", "distill", "rl_prompts")}
     tot = dict.fromkeys(("users", "eval_users", "answers", "rl", "with_stage1", "labelled", "unlabelled"), 0)
     excluded: dict[str, dict[str, int]] = {"error": {}, "invalid": {}, "unknown_user": {}}
     changed: dict[str, int] = {}
