@@ -1,7 +1,8 @@
 """Stage 1 aggregation: teacher answers -> votes, calibration map, distillation set, RL prompts.
 
-`aggregate_interval` reads runs/<key>/teachers/*/shard-*/ and runs/<key>/documents/, and writes (each
-committed with a manifest) runs/<key>/labels/votes/, labels/calibration.json, labels/distill/ and
+`aggregate_interval` reads runs/<key>/teachers/*/shard-*/ and runs/<key>/documents/ one user shard at a time
+(`labels.sharded`; gold-dev calibration reads the whole week: `aggregate_whole_week`), and writes (each
+committed with one manifest) runs/<key>/labels/votes/, labels/calibration.json, labels/distill/ and
 labels/rl_prompts/. Students never train on evaluation users: both training sets leave them out.
 Formulas and choices: docs/labels.md.
 """
@@ -28,7 +29,7 @@ from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
 
-__all__ = ["aggregate_interval", "votes_table"]
+__all__ = ["aggregate_interval", "aggregate_whole_week", "votes_table"]
 
 VOTES_SCHEMA = pa.schema([
     ("user_id", pa.string()),
@@ -41,6 +42,18 @@ VOTES_SCHEMA = pa.schema([
 
 
 def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> dict:
+    """Streamed over the user shards (`labels.sharded`: peak memory bounded by one shard plus the calibration
+    sample); gold-dev calibration (`labels.gold_dev_users` > 0) needs the whole week's dev users and gold, so
+    it runs on the whole-week path."""
+    if settings.labels.gold_dev_users > 0:
+        return aggregate_whole_week(lake, interval, settings)
+    from conf_profile.labels.sharded import aggregate_sharded
+
+    return aggregate_sharded(lake, interval, settings)
+
+
+def aggregate_whole_week(lake: Lake, interval: Interval, settings: Settings) -> dict:
+    """Every teacher answer and document of the week in one process (memory grows with the users)."""
     taxonomy = load_taxonomy(settings.taxonomy_path)
     ls = settings.labels
     answers, info = read_teacher_outputs(lake, interval, ls.shards, teachers=[t.name for t in ls.teachers])
@@ -111,6 +124,8 @@ def aggregate_interval(lake: Lake, interval: Interval, settings: Settings) -> di
                            "unlabelled_users": int((~labelled).sum())} if budget.active else None,
         "calibration": agg.source,
         "calibration_points": agg.n_points,
+        "calibration_sample_users": int(min(b.n_users, ls.calibration_sample_users)),
+        "aggregated_shards": 1,
         "gold_dev_users": n_dev,
         "prior_shift_changed": agg.shift.changed,
         "coverage": _coverage(agg, b),
