@@ -98,3 +98,16 @@ def test_aggregation_equals_the_aggregation_on_dense_votes(seed: int, monkeypatc
         _same(getattr(got, v), getattr(ref, v), v)
     assert got.n_points == ref.n_points and got.source == ref.source
     assert got.calibrator.maps == ref.calibrator.maps and got.shift.priors == ref.shift.priors
+
+
+def test_points_by_attribute_equal_one_mask_per_attribute() -> None:
+    from conf_profile.labels.isotonic import by_attribute
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.int16, np.int64):
+        attr = rng.integers(0, 7, 5000).astype(dtype)
+        attr[attr == 5] = 4  # an attribute without points
+        rows = by_attribute(attr, 8)
+        assert len(rows) == 8
+        for i in range(8):
+            assert np.array_equal(rows[i], np.flatnonzero(attr == i)), (dtype, i)
