@@ -27,7 +27,7 @@ from conf_profile.labels.calibrate import (
     reliability_weights,
     shift_labels,
 )
-from conf_profile.labels.isotonic import Calibrator
+from conf_profile.labels.isotonic import Calibrator, by_attribute
 from conf_profile.labels.sample import sample_mask, subset_users
 from conf_profile.labels.vote import VoteResult, vote
 
@@ -159,8 +159,7 @@ def check_not_worse(lay: Layout, cal: Calibrator, points: Points, source: str) -
     if not len(points):
         return
     mapped = np.empty(len(points))
-    for i, name in enumerate(lay.attributes):
-        sel = points.attr == i
+    for name, sel in zip(lay.attributes, by_attribute(points.attr, lay.n_attrs), strict=True):
         mapped[sel] = cal.maps[name](points.x[sel])
     raw, fitted = _ece(points.x, points.y), _ece(mapped, points.y)
     if fitted > raw + 1e-3:  # numerical slack only: an isotonic fit on its own points does not get worse

@@ -108,11 +108,15 @@ class Ballots:
         attribute of every answer; "pair_cell": column x user of multi-label labels."""
         if name not in self.cache:
             n_users, n_cols, n_attrs = self.n_users, self.layout.n_cols, self.layout.n_attrs
-            if name == "cell":
-                ok = ~self.abstain & (self.col >= 0)
-                self.cache[name] = np.where(ok, self.col.astype(np.int64) * n_users + self.u, n_users * n_cols)
+            if name == "cell":  # built in place: one int64 array, no temporaries of the answers' length
+                cell = np.multiply(self.col, n_users, dtype=np.int64)
+                cell += self.u
+                cell[self.abstain | (self.col < 0)] = n_users * n_cols
+                self.cache[name] = cell
             elif name == "group":
-                self.cache[name] = self.u * n_attrs + self.a
+                group = np.multiply(self.u, n_attrs, dtype=np.int64)
+                group += self.a
+                self.cache[name] = group
             elif name == "pair_cell":
                 self.cache[name] = self.pair_col.astype(np.int64) * n_users + self.u[self.pair_row]
             else:

@@ -37,8 +37,8 @@ class VoteResult:
 
 def answer_weights(b: Ballots, method: Method) -> tuple[np.ndarray, np.ndarray]:
     """(vote weight, tie-break confidence) per answer row."""
-    if method == "majority":
-        return b.share, np.zeros_like(b.conf)
+    if method == "majority":  # no confidences: a tie is unknown, so the tie-break array is never read
+        return b.share, np.broadcast_to(np.float64(0.0), b.conf.shape)
     if method == "weighted":
         return b.weight * b.conf, b.conf
     raise ValueError(f"unknown vote method {method!r}")
@@ -103,19 +103,34 @@ def _weighted_tallies(b: Ballots, wc: np.ndarray, voter: np.ndarray, rows: np.nd
     if len(b.pair_row):
         scores_t += np.bincount(b.index("pair_cell"), weights=w_vote[b.pair_row], minlength=n_users * n_cols)
     scores_t = scores_t.reshape(n_cols, n_users)
-    group = b.index("group")
-    denom = np.bincount(group, weights=w_vote, minlength=n_users * n_attrs)
     del w_vote
+    # Denominators sum voters and abstainers over their own rows only (cached): the rows left out would add
+    # exact zeros, so the sums equal a pass over every answer.
+    n = n_users * n_attrs
+    v_rows, v_group, a_rows, a_group = _split_rows(b)
+    wv = wc[v_rows] if rows is None else np.where(rows[v_rows], wc[v_rows], 0.0)
+    denom = np.bincount(v_group, weights=wv, minlength=n)
+    del wv
     if unknown_weight:
-        w_abst = np.where(b.abstain if rows is None else rows & b.abstain, wc, 0.0)
-        denom = denom + unknown_weight * np.bincount(group, weights=w_abst, minlength=n_users * n_attrs)
-        del w_abst
+        wa = wc[a_rows] if rows is None else np.where(rows[a_rows], wc[a_rows], 0.0)
+        denom = denom + unknown_weight * np.bincount(a_group, weights=wa, minlength=n)
+        del wa
     denom = denom.reshape(n_users, n_attrs)
     n_voters = None
     if count_voters:
-        n_voters = np.bincount(group[voter], minlength=n_users * n_attrs).reshape(n_users, n_attrs)
-        n_voters = n_voters.astype(np.int64)
+        g = v_group if rows is None else v_group[rows[v_rows]]
+        n_voters = np.bincount(g, minlength=n).reshape(n_users, n_attrs).astype(np.int64)
     return scores_t, denom, n_voters
+
+
+def _split_rows(b: Ballots) -> tuple[np.ndarray, ...]:
+    """(voter rows, their user x attribute, abstainer rows, theirs), in row order; cached per Ballots."""
+    hit = b.cache.get("_split")
+    if hit is None:
+        group = b.index("group")
+        v_rows, a_rows = np.flatnonzero(~b.abstain), np.flatnonzero(b.abstain)
+        hit = b.cache["_split"] = (v_rows, group[v_rows], a_rows, group[a_rows])  # type: ignore[assignment]
+    return hit  # type: ignore[return-value]
 
 
 def _unit_tallies(b: Ballots, voter: np.ndarray, unknown_weight: float) -> tuple[np.ndarray, ...]:
