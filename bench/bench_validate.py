@@ -142,9 +142,8 @@ def breakdown(lake: Lake, settings: Settings) -> dict[str, float]:
     read = read_raw(lake, "watch_events", IV)
     t1 = time.perf_counter()
     checks = ck.row_checks("watch_events", IV, vs)
-    encoded = ck.encode_text(read.table)
-    v._run_suites(gx, ctx, "watch_events", ck.gx_frame(encoded, ck.first_identical_row(encoded)), checks, vs,
-                  RAW_SCHEMAS["watch_events"].names, row_floor(settings, "watch_events"), False)
+    v._judge(gx, ctx, "watch_events", read.table, checks, vs, RAW_SCHEMAS["watch_events"].names,
+             row_floor(settings, "watch_events"), False)
     t2 = time.perf_counter()
     masks = {c.reason: ck.mask(c, read.table) for c in checks}
     v.split_rows(read.table, masks)
@@ -182,12 +181,11 @@ def suites(lake: Lake, settings: Settings, repeats: int = 3) -> dict[str, Any]:
     rows = sum(t.num_rows for t in tables.values())
     n_exp = sum(len(_suite_of(gx, n, checks[n], settings)) for n in RAW_TABLES)
 
-    def ours() -> None:  # from the Arrow table: text encoding, row key, pandas frame, GX
+    def ours() -> None:  # from the Arrow table: text encoding, row hashes and key, pandas frame, GX
         _, ctx = v._gx_context()
         for n, t in tables.items():
-            encoded = ck.encode_text(t)
-            v._run_suites(gx, ctx, n, ck.gx_frame(encoded, ck.first_identical_row(encoded)), checks[n],
-                          settings.validation, RAW_SCHEMAS[n].names, row_floor(settings, n), False)
+            v._judge(gx, ctx, n, t, checks[n], settings.validation, RAW_SCHEMAS[n].names, row_floor(settings, n),
+                     False)
 
     def previous() -> None:  # plain frames, GX's whole-row duplicate check, one validation per suite
         ctx = _fresh_context()

@@ -17,6 +17,7 @@ validation/quarantine/<table>.parquet (always), clean/<table>/ (committed, only 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import posixpath
 import threading
@@ -144,22 +145,23 @@ def _batch_definition(ctx: Any, name: str) -> Any:
 
 
 @contextmanager
-def _memoized_configurations() -> Iterator[None]:
-    """While GX validates, build each expectation's configuration once instead of on every read.
+def _lean_gx(fingerprinted: bool) -> Iterator[None]:
+    """While GX validates one of our batches: build each expectation's configuration once instead of on
+    every read, and (`fingerprinted`: we supply the batch's fingerprint) skip GX's whole-frame hash.
 
     Why: GX 1.x's `Expectation.configuration` is a property that rebuilds an `ExpectationConfiguration`
     (a pydantic `dict()` of the whole expectation) each time it is read, and resolving one expectation's
     metrics reads it dozens of times (every domain, success and runtime kwarg): a third of GX's time on a
     small table. Nothing mutates an expectation while it is validated, so the value is the same each time;
-    the memo lives for one validation only, holds the expectations it saw (so no id is reused), and the
-    original property is back afterwards (plain GX elsewhere in the process is untouched)."""
+    the memo lives for one validation only and holds the expectations it saw (so no id is reused). GX also
+    fingerprints every frame under 1 GB (`pandas.util.hash_pandas_object`, ~0.1 s per 1M rows) only to
+    record it in the batch markers. Both are back afterwards: plain GX elsewhere in the process is
+    untouched. A GX of another shape (no such property or threshold) runs as is."""
+    from great_expectations.execution_engine import pandas_execution_engine as engine
     from great_expectations.expectations.expectation import Expectation
 
     original = Expectation.__dict__.get("configuration")
-    if not isinstance(original, property) or original.fget is None:  # a GX that changed shape: run as is
-        yield
-        return
-    build = original.fget
+    build = original.fget if isinstance(original, property) else None
     memo: dict[int, tuple[Any, Any]] = {}
 
     def configuration(self: Any) -> Any:
@@ -169,15 +171,38 @@ def _memoized_configurations() -> Iterator[None]:
         return hit[1]
 
     with _GX_LOCK:
-        Expectation.configuration = property(configuration, doc=original.__doc__)
+        threshold = getattr(engine, "HASH_THRESHOLD", None)
+        if build is not None:
+            Expectation.configuration = property(configuration, doc=original.__doc__)
+        if fingerprinted and threshold is not None:
+            engine.HASH_THRESHOLD = 0
         try:
             yield
         finally:
-            Expectation.configuration = original
+            if build is not None:
+                Expectation.configuration = original
+            if threshold is not None:
+                engine.HASH_THRESHOLD = threshold
 
 
-def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck],
-                vs: ValidationSettings, columns: list[str], min_rows: int, extra_ok: bool) -> list[Any]:
+def _judge(gx: Any, ctx: Any, name: str, table: pa.Table, checks: list[ck.RowCheck], vs: ValidationSettings,
+           columns: list[str], min_rows: int, extra_ok: bool) -> tuple[list[Any], pa.Table, np.ndarray]:
+    """GX's verdict on one table's rows: (one result per suite, the text-encoded table, the row key).
+
+    The row hashes serve twice: the exact row key of the duplicate rule (GX judges it, the quarantine
+    splits on it) and the batch's data fingerprint in GX's batch markers (`arrow_row_hash_md5`, in place of
+    GX's own `pandas_data_fingerprint`, which hashes the whole frame in pandas a second time)."""
+    encoded = ck.encode_text(table)
+    hashes = ck.row_hashes(encoded)
+    row_key = ck.first_identical_row(encoded, hashes)
+    fingerprint = hashlib.md5(hashes.tobytes(), usedforsecurity=False).hexdigest()
+    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded, row_key), checks, vs, columns, min_rows, extra_ok,
+                          fingerprint)
+    return results, encoded, row_key
+
+
+def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck], vs: ValidationSettings,
+                columns: list[str], min_rows: int, extra_ok: bool, fingerprint: str | None = None) -> list[Any]:
     """Build the critical and warning suites for one table and validate the interval's rows against them.
 
     Why one validation for both suites: each `validate_expectation_suite` call resolves its own metric graph
@@ -198,8 +223,13 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
     suites = [(f"{name}.critical", len(critical)), (f"{name}.warning", len(warning))]
     validator = Validator(batch_definition=_batch_definition(ctx, name), batch_parameters={"dataframe": frame},
                           result_format=RESULT_FORMAT)
-    with _memoized_configurations():
+    with _lean_gx(fingerprinted=fingerprint is not None):
         combined = validator.validate_expectation_suite(both)
+    if fingerprint is not None:  # GX's batch markers (a dict), shown on the Data Docs pages
+        markers = combined.meta.get("batch_markers")
+        if markers is None:
+            markers = combined.meta["batch_markers"] = {}
+        markers["arrow_row_hash_md5"] = fingerprint
     # GX returns the results in its own order: back to the suites' order (each check names one expectation)
     order = {(e.expectation_type, e.meta["check"]): i for i, e in enumerate(critical + warning)}
     ranked = sorted(combined.results, key=lambda r: order[(r.expectation_config.type, r.expectation_config.meta["check"])])
@@ -260,10 +290,8 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     read = read_raw(lake, name, interval, schema, spec.optional, spec.keep_extra_columns)
     table, utf8_bad, utf8_cols = ck.repair_utf8(read.table)
     checks = ck.row_checks(name, interval, vs, spec)
-    encoded = ck.encode_text(table)
-    row_key = ck.first_identical_row(encoded)  # one row hash for both judges of the duplicate rule
-    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded, row_key), checks, vs, schema.names, min_rows,
-                          spec.keep_extra_columns)
+    results, encoded, row_key = _judge(gx, ctx, name, table, checks, vs, schema.names, min_rows,
+                                       spec.keep_extra_columns)
     masks = {c.reason: ck.mask(c, table, encoded, row_key) for c in checks if not c.keep}
     masks[ck.INVALID_UTF8] = utf8_bad
     kept, quarantined, by_reason = split_rows(table, masks)

@@ -297,22 +297,29 @@ def duplicate_mask(table: pa.Table) -> pa.Array:
     return pa.array(key != np.arange(len(key)))
 
 
-def first_identical_row(table: pa.Table) -> np.ndarray:
+def row_hashes(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash of every row (uint64), vectorised numpy over dictionary codes and value bits. Never
+    finer than Arrow's equality: -0.0 hashes as 0.0, every NaN as one NaN, every null as one pattern."""
+    h = np.zeros(table.num_rows, dtype=np.uint64)
+    for col in table.columns:
+        h = _mix(h, _value_bits(col))
+    return h
+
+
+def first_identical_row(table: pa.Table, hashes: np.ndarray | None = None) -> np.ndarray:
     """For each row, the index of the first row equal to it in every column (nulls compare equal, as in
     pandas); a row without an earlier copy gets its own index.
 
-    Exact, in two passes: a 64-bit hash of every row (vectorised numpy over dictionary codes and value bits)
-    finds the candidates, the rows whose hash occurs more than once (the copies, plus a collision now and
-    then); an Arrow hash group-by on those rows alone then groups them by their real values. The hash is
-    never finer than Arrow's equality (-0.0 hashes as 0.0, every NaN as one NaN), so no copy is missed.
-    String columns are dictionary-encoded first (`encode_text` output is read as is)."""
+    Exact, in two passes: the row hashes (`row_hashes`, or `hashes` when given) find the candidates, the
+    rows whose hash occurs more than once (the copies, plus a collision now and then); an Arrow hash
+    group-by on those rows alone then groups them by their real values, so no copy is missed and no
+    collision merges two different rows. String columns are dictionary-encoded first (`encode_text`
+    output is read as is)."""
     n = table.num_rows
     key = np.arange(n, dtype=np.int64)
     if n == 0 or table.num_columns == 0:
         return key
-    h = np.zeros(n, dtype=np.uint64)
-    for col in table.columns:
-        h = _mix(h, _value_bits(col))
+    h = row_hashes(table) if hashes is None else hashes
     import pandas as pd  # GX's engine, so already loaded where this runs; its hash table beats a sort
 
     candidates = np.flatnonzero(pd.Series(h).duplicated(keep=False).to_numpy())
