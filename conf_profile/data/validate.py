@@ -196,8 +196,9 @@ def _judge(gx: Any, ctx: Any, name: str, table: pa.Table, checks: list[ck.RowChe
     hashes = ck.row_hashes(encoded)
     row_key = ck.first_identical_row(encoded, hashes)
     fingerprint = hashlib.md5(hashes.tobytes(), usedforsecurity=False).hexdigest()
-    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded, row_key), checks, vs, columns, min_rows, extra_ok,
-                          fingerprint)
+    strings = tuple(c.column for c in checks if c.kind in ck.STRING_KINDS)
+    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded, row_key, strings), checks, vs, columns, min_rows,
+                          extra_ok, fingerprint)
     return results, encoded, row_key
 
 
