@@ -103,3 +103,21 @@ def test_data_docs_carry_the_arrow_fingerprint_not_a_second_pandas_hash(tmp_path
     v.validate_interval(lake, IV, Settings(lake=lake.uri))
     page = lake.read_bytes(Lake.run_dir(IV, "validation", "data_docs", "watch_events.critical.html")).decode()
     assert "arrow_row_hash_md5" in page and "pandas_data_fingerprint" not in page
+
+
+def test_null_samples_render_and_duplicate_examples_are_rows(tmp_path, caplog):
+    lake = Lake.open(str(tmp_path / "lake"))
+    write_week(lake)
+    day = IV.days()[2]
+    t = put(day_table("watch_events", day), "user_id", [1], None)
+    lake.write_partition("watch_events", day, pa.concat_tables([t, t.slice(3, 1)]))
+    with caplog.at_level("ERROR"):
+        s = v.validate_interval(lake, IV, Settings(lake=lake.uri))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # GX's renderer read every sample value
+    rep = lake.read_json(Lake.run_dir(IV, "validation", "report.json"))["tables"]["watch_events"]
+    by_check = {e["check"]: e for e in rep["expectations"]}
+    assert by_check["user_id_null"]["examples"] == ["nan"]
+    dup = by_check["duplicate"]
+    assert dup["unexpected_count"] == 2 and dup["rows_quarantined"] == 1
+    assert dup["examples"][0].startswith(f"{{'user_id': 'u3', 'ts': '{day}T02:00:00+00:00'")
+    assert s["tables"]["watch_events"]["rows_quarantined"] == 2

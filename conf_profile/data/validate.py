@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -226,6 +227,7 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
                           result_format=RESULT_FORMAT)
     with _lean_gx(fingerprinted=fingerprint is not None):
         combined = validator.validate_expectation_suite(both)
+    _na_as_nan(combined.results)
     if fingerprint is not None:  # GX's batch markers (a dict), shown on the Data Docs pages
         markers = combined.meta.get("batch_markers")
         if markers is None:
@@ -249,19 +251,43 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
     return out
 
 
-def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float) -> dict[str, Any]:
-    """One expectation's GX result as a JSON-safe dict, with the rows its mask quarantined."""
+def _na_as_nan(results: list[Any]) -> None:
+    """A null in an Arrow-backed column comes back from GX as `pd.NA`, which GX's own Data Docs renderer
+    cannot compare; as a categorical it came back as NaN. Sample values get the NaN back (in place)."""
+    import pandas as pd
+
+    def fix(value: Any) -> Any:
+        return float("nan") if value is pd.NA else value
+
+    for r in results:
+        res = r.result or {}
+        if "partial_unexpected_list" in res:
+            res["partial_unexpected_list"] = [fix(x) for x in res["partial_unexpected_list"]]
+        if "partial_unexpected_counts" in res:
+            res["partial_unexpected_counts"] = [{**c, "value": fix(c.get("value"))}
+                                                for c in res["partial_unexpected_counts"]]
+
+
+def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float,
+            table: pa.Table | None = None) -> dict[str, Any]:
+    """One expectation's GX result as a JSON-safe dict, with the rows its mask quarantined. The duplicate
+    rule's examples are the duplicated rows themselves (from `table`), not their row-key values."""
     cfg, res = result.expectation_config, result.result or {}
     meta = cfg.meta or {}
+    on_key = cfg.kwargs.get("column") == ck.ROW_KEY
     rec: dict[str, Any] = {
         "suite": suite, "check": meta.get("check"), "expectation": cfg.type, "label": meta.get("label"),
-        "column": None if cfg.kwargs.get("column") == ck.ROW_KEY else cfg.kwargs.get("column"), "critical": bool(meta.get("critical")), "success": bool(result.success),
-        "tolerance": None,
+        "column": None if on_key else cfg.kwargs.get("column"), "critical": bool(meta.get("critical")),
+        "success": bool(result.success), "tolerance": None,
     }
     if "unexpected_count" in res:
+        examples = res.get("partial_unexpected_list") or []
+        if on_key and table is not None:
+            examples = [{k: v.isoformat() if isinstance(v, datetime) else v
+                         for k, v in table.slice(int(i), 1).to_pylist()[0].items()} for i in examples[:_MAX_EXAMPLES]]
         rec["unexpected_count"] = int(res["unexpected_count"] or 0)
         rec["observed"] = round(float(res.get("unexpected_percent") or 0.0) / 100, 6)
-        rec["examples"] = _examples(res.get("partial_unexpected_list") or [])
+        rec["examples"] = _examples(examples)
         rec["tolerance"] = tolerance if rec["critical"] else None
     else:
         rec["observed"] = _json_safe(res.get("observed_value"))
@@ -296,7 +322,7 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     masks = {c.reason: ck.mask(c, table, encoded, row_key) for c in checks if not c.keep}
     masks[ck.INVALID_UTF8] = utf8_bad
     kept, quarantined, by_reason = split_rows(table, masks)
-    records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction)
+    records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction, table)
                for res in results for r in res.results]
     records.append(_utf8_record(name, utf8_bad, utf8_cols))
     _warn_on_disagreement(name, records)
