@@ -16,9 +16,11 @@ validation/quarantine/<table>.parquet (always), clean/<table>/ (committed, only 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,10 @@ from conf_profile import progress
 from conf_profile.config import Settings, TableSpec, ValidationSettings, row_floor
 from conf_profile.data.extract import ReadResult, read_raw
 from conf_profile.data.validation import checks as ck
+from conf_profile.data.validation.gx_engine import batch_definition as _batch_definition
+from conf_profile.data.validation.gx_engine import gx_context as _gx_context
+from conf_profile.data.validation.gx_engine import lean_gx as _lean_gx
+from conf_profile.data.validation.gx_engine import na_as_nan as _na_as_nan
 from conf_profile.data.validation.report import failure_message, failure_text, format_summary, index_html
 from conf_profile.errors import ValidationFailed
 from conf_profile.intervals import Interval
@@ -103,25 +109,25 @@ def _reason_column(masks: dict[str, pa.Array], n: int) -> pa.Array:
 
 
 # ---- GX -------------------------------------------------------------------------------------------------------
-def _gx_context() -> tuple[Any, Any]:
-    """One ephemeral, in-memory GX context per call; imported lazily (GX takes seconds to import).
-    Analytics and progress bars off: no network calls, no noise on stderr."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
+def _judge(gx: Any, ctx: Any, name: str, table: pa.Table, checks: list[ck.RowCheck], vs: ValidationSettings,
+           columns: list[str], min_rows: int, extra_ok: bool) -> tuple[list[Any], pa.Table, np.ndarray]:
+    """GX's verdict on one table's rows: (one result per suite, the text-encoded table, the row key).
 
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
-                               progress_bars=ProgressBarsConfig(globally=False))
-    ctx = gx.get_context(mode="ephemeral", project_config=config)
-    ctx.data_sources.add_pandas("raw")
-    return gx, ctx
+    The row hashes serve twice: the exact row key of the duplicate rule (GX judges it, the quarantine
+    splits on it) and the batch's data fingerprint in GX's batch markers (`arrow_row_hash_md5`, in place of
+    GX's own `pandas_data_fingerprint`, which hashes the whole frame in pandas a second time)."""
+    encoded = ck.encode_text(table)
+    hashes = ck.row_hashes(encoded)
+    row_key = ck.first_identical_row(encoded, hashes)
+    fingerprint = hashlib.md5(hashes.tobytes(), usedforsecurity=False).hexdigest()
+    strings = tuple(c.column for c in checks if c.kind in ck.STRING_KINDS)
+    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded, row_key, strings), checks, vs, columns, min_rows,
+                          extra_ok, fingerprint)
+    return results, encoded, row_key
 
 
-def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck],
-                vs: ValidationSettings, columns: list[str], min_rows: int, extra_ok: bool) -> list[Any]:
+def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowCheck], vs: ValidationSettings,
+                columns: list[str], min_rows: int, extra_ok: bool, fingerprint: str | None = None) -> list[Any]:
     """Build the critical and warning suites for one table and validate the interval's rows against them.
 
     Why one validation for both suites: each `validate_expectation_suite` call resolves its own metric graph
@@ -140,12 +146,16 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
     for exp in critical + warning:
         both.add_expectation(exp)
     suites = [(f"{name}.critical", len(critical)), (f"{name}.warning", len(warning))]
-    source = ctx.data_sources.get("raw")
-    asset = source.add_dataframe_asset(name) if name not in source.get_asset_names() else source.get_asset(name)
-    definition = asset.add_batch_definition_whole_dataframe(f"interval-{len(asset.batch_definitions)}")
-    validator = Validator(batch_definition=definition, batch_parameters={"dataframe": frame},
+    validator = Validator(batch_definition=_batch_definition(ctx, name), batch_parameters={"dataframe": frame},
                           result_format=RESULT_FORMAT)
-    combined = validator.validate_expectation_suite(both)
+    with _lean_gx(fingerprinted=fingerprint is not None):
+        combined = validator.validate_expectation_suite(both)
+    _na_as_nan(combined.results)
+    if fingerprint is not None:  # GX's batch markers (a dict), shown on the Data Docs pages
+        markers = combined.meta.get("batch_markers")
+        if markers is None:
+            markers = combined.meta["batch_markers"] = {}
+        markers["arrow_row_hash_md5"] = fingerprint
     # GX returns the results in its own order: back to the suites' order (each check names one expectation)
     order = {(e.expectation_type, e.meta["check"]): i for i, e in enumerate(critical + warning)}
     ranked = sorted(combined.results, key=lambda r: order[(r.expectation_config.type, r.expectation_config.meta["check"])])
@@ -164,19 +174,26 @@ def _run_suites(gx: Any, ctx: Any, name: str, frame: Any, checks: list[ck.RowChe
     return out
 
 
-def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float) -> dict[str, Any]:
-    """One expectation's GX result as a JSON-safe dict, with the rows its mask quarantined."""
+def _record(result: Any, suite: str, masks: dict[str, pa.Array], tolerance: float,
+            table: pa.Table | None = None) -> dict[str, Any]:
+    """One expectation's GX result as a JSON-safe dict, with the rows its mask quarantined. The duplicate
+    rule's examples are the duplicated rows themselves (from `table`), not their row-key values."""
     cfg, res = result.expectation_config, result.result or {}
     meta = cfg.meta or {}
+    on_key = cfg.kwargs.get("column") == ck.ROW_KEY
     rec: dict[str, Any] = {
         "suite": suite, "check": meta.get("check"), "expectation": cfg.type, "label": meta.get("label"),
-        "column": cfg.kwargs.get("column"), "critical": bool(meta.get("critical")), "success": bool(result.success),
-        "tolerance": None,
+        "column": None if on_key else cfg.kwargs.get("column"), "critical": bool(meta.get("critical")),
+        "success": bool(result.success), "tolerance": None,
     }
     if "unexpected_count" in res:
+        examples = res.get("partial_unexpected_list") or []
+        if on_key and table is not None:
+            examples = [{k: v.isoformat() if isinstance(v, datetime) else v
+                         for k, v in table.slice(int(i), 1).to_pylist()[0].items()} for i in examples[:_MAX_EXAMPLES]]
         rec["unexpected_count"] = int(res["unexpected_count"] or 0)
         rec["observed"] = round(float(res.get("unexpected_percent") or 0.0) / 100, 6)
-        rec["examples"] = _examples(res.get("partial_unexpected_list") or [])
+        rec["examples"] = _examples(examples)
         rec["tolerance"] = tolerance if rec["critical"] else None
     else:
         rec["observed"] = _json_safe(res.get("observed_value"))
@@ -206,13 +223,12 @@ def _validate_table(gx: Any, ctx: Any, lake: Lake, name: str, interval: Interval
     read = read_raw(lake, name, interval, schema, spec.optional, spec.keep_extra_columns)
     table, utf8_bad, utf8_cols = ck.repair_utf8(read.table)
     checks = ck.row_checks(name, interval, vs, spec)
-    encoded = ck.encode_text(table)
-    results = _run_suites(gx, ctx, name, ck.gx_frame(encoded), checks, vs, schema.names, min_rows,
-                          spec.keep_extra_columns)
-    masks = {c.reason: ck.mask(c, table, encoded) for c in checks if not c.keep}
+    results, encoded, row_key = _judge(gx, ctx, name, table, checks, vs, schema.names, min_rows,
+                                       spec.keep_extra_columns)
+    masks = {c.reason: ck.mask(c, table, encoded, row_key) for c in checks if not c.keep}
     masks[ck.INVALID_UTF8] = utf8_bad
     kept, quarantined, by_reason = split_rows(table, masks)
-    records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction)
+    records = [_record(r, res.suite_name, masks, vs.critical_max_bad_fraction, table)
                for res in results for r in res.results]
     records.append(_utf8_record(name, utf8_bad, utf8_cols))
     _warn_on_disagreement(name, records)
