@@ -162,6 +162,13 @@ class SFTSettings(Strict):
     # example-passes, same formula as budget_examples; 0 = the cold budget, the default until a smaller one is
     # measured as good (docs/training.md "Warm start").
     warm_budget_examples: int = Field(0, ge=0)
+    # Small weeks get many epochs from the budget: each pass may see another view of a user's document
+    # (train/augment.py; the target is unchanged). "shuffle" permutes a section's event lines, "drop" leaves out
+    # augment_drop of them; on only when the schedule exceeds augment_min_epochs passes (docs/training.md).
+    augment: Literal["none", "shuffle", "drop"] = "shuffle"
+    augment_drop: float = Field(0.15, ge=0, lt=1)  # share of event lines a "drop" view leaves out
+    augment_min_epochs: float = Field(6.0, ge=0)  # at most this many passes: no views (the default week: 5.3)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW decoupled weight decay
 
 
 class RLSettings(Strict):

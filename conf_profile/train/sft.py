@@ -22,7 +22,7 @@ from conf_profile.intervals import Interval
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
-from conf_profile.train import runtime, student, validation, warm_start
+from conf_profile.train import augment, runtime, student, validation, warm_start
 from conf_profile.train.data import SYSTEM_PROMPT, load_distill, messages
 from conf_profile.train.tokenizer import tokenizer_hash
 
@@ -100,19 +100,33 @@ def prepare_base(lake: Lake, interval: Interval, settings: Settings, rows: list[
     return out
 
 
-def _dataset(rows: list[dict], tok, max_length: int):
-    """Conversational dataset; examples whose document + answer exceed max_length are dropped (SFT would
-    cut the answer off), and counted."""
+def _lengths(rows: list[dict], tok) -> list[int]:
+    return [len(tok.apply_chat_template(messages(r["document"], r["target"]), tokenize=True,
+                                        return_dict=True)["input_ids"]) for r in rows]
+
+
+def _fitting(rows: list[dict], tok, max_length: int) -> tuple[list[dict], list[int], int]:
+    """Rows whose document + answer fit in max_length tokens (SFT would cut the answer off), their lengths,
+    and how many were dropped."""
+    lengths = _lengths(rows, tok)
+    keep = [(r, n) for r, n in zip(rows, lengths, strict=True) if n <= max_length]
+    return [r for r, _ in keep], [n for _, n in keep], len(rows) - len(keep)
+
+
+def _dataset(rows: list[dict], lengths: list[int], tok, max_length: int, views: int = 1, mode: str = "none",
+             seed: int = 0, drop: float = 0.0):
+    """Conversational dataset of fitting rows (`_fitting`). With `views` > 1 every user is there `views`
+    times, as document views (train/augment.py); a view is re-measured only when its document is within a
+    margin of max_length (a view is rarely longer than its document), and left out if it does not fit."""
     from datasets import Dataset
 
-    keep, dropped = [], 0
-    for r in rows:
-        n = len(tok.apply_chat_template(messages(r["document"], r["target"]), tokenize=True, return_dict=True)["input_ids"])
-        if n > max_length:
-            dropped += 1
-            continue
-        keep.append({"messages": messages(r["document"], r["target"])})
-    return Dataset.from_list(keep), dropped
+    examples = augment.expand(rows, views, mode, seed, drop)
+    if views > 1:
+        near = {r["user_id"] for r, n in zip(rows, lengths, strict=True) if n > max_length - 32}
+        extra = [e for e in examples[len(rows):] if e["user_id"] in near]
+        too_long = {id(e) for e, n in zip(extra, _lengths(extra, tok), strict=True) if n > max_length}
+        examples = [e for e in examples if id(e) not in too_long]
+    return Dataset.from_list([{"messages": messages(e["document"], e["target"])} for e in examples])
 
 
 def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool = True,
@@ -147,9 +161,13 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
     if warm.warm:
         model, tok = student.load(warm.source, for_training=True)  # the champion's weights, same tokenizer
         init = warm.source
-    dataset, too_long = _dataset(train_rows, tok, ts.sft.max_length)
+    kept, lengths, too_long = _fitting(train_rows, tok, ts.sft.max_length)
+    train_users = len(kept)
+    sched = schedule(train_users, settings, warm=warm.warm)
+    views = augment.views_for(sched["epochs"], ts.sft.augment, ts.sft.augment_min_epochs)
+    dataset = _dataset(kept, lengths, tok, ts.sft.max_length, views, ts.sft.augment, ts.seed, ts.sft.augment_drop)
+    sched["views"] = views
     vset = validation.build_set(val_rows, tax, ts.sft.val_users)
-    sched = schedule(len(dataset), settings, warm=warm.warm)
 
     work = runtime.work_dir(settings, interval, "sft")
     ckpt_dir = work / "checkpoints"
@@ -170,7 +188,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
 
     if last is None:
         best_file.unlink(missing_ok=True)  # a fresh start must not inherit another attempt's best weights
-    steps_per_epoch = math.ceil(len(dataset) / ts.sft.batch_size)
+    steps_per_epoch = math.ceil(train_users / ts.sft.batch_size)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         max_steps=sched["steps"],
@@ -178,7 +196,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
         learning_rate=ts.sft.lr,
         lr_scheduler_type="cosine",
         warmup_steps=0.05,
-        weight_decay=0.0,
+        weight_decay=ts.sft.weight_decay,
         assistant_only_loss=True,
         max_length=ts.sft.max_length,
         logging_steps=max(1, min(10, steps_per_epoch)),
@@ -200,7 +218,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
                          callbacks=[runtime.stage_logger("sft"), *([val_cb] if val_cb else []), *(callbacks or [])])
     runtime.log_params({"sft.base": ts.student, "sft.lora": ts.lora, "sft.schedule": sched["mode"],
                         "sft.steps": sched["steps"], "sft.epochs": sched["epochs"], "sft.lr": ts.sft.lr,
-                        "sft.batch_size": ts.sft.batch_size, "sft.train_users": len(dataset),
+                        "sft.batch_size": ts.sft.batch_size, "sft.train_users": train_users, "sft.views": views,
                         "sft.val_users": len(vset), "sft.warm_start_from": warm.tag})
     runtime.set_tags({warm_start.FROM_TAG: warm.tag})
     runtime.quiet_stdout(trainer)
@@ -212,7 +230,7 @@ def train_sft(lake: Lake, interval: Interval, settings: Settings, resume: bool =
         runtime.log_metrics({"sft.val_score": (val["best"] or {}).get("score", 0.0)})
 
     meta = {"base": ts.student, "lora": ts.lora, "schedule": sched, "epochs": sched["epochs"],
-            "steps": trainer.state.global_step, "train_users": len(dataset), "val_users": len(vset),
+            "steps": trainer.state.global_step, "train_users": train_users, "val_users": len(vset),
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "fingerprint": fp,
             **hashes, warm_start.FROM_TAG: warm.tag, "warm_start": warm.warm, "warm_start_reason": warm.reason,
