@@ -95,6 +95,10 @@ def test_sft_rl_evaluate_end_to_end(lake_settings):
     assert rl["steps"] == 2 and rl["difficulty_filter"]["kept"] == rl["prompts_kept"] > 0
     assert rl["curves"]["reward"], "GRPO logged no reward"
     assert lake.is_committed(Lake.run_dir(INTERVAL, "models", "rl"))
+    before = lake.fingerprint(Lake.run_dir(INTERVAL, "models", "rl"))
+    again = train_rl(lake, INTERVAL, settings)  # a rerun of the week: the committed model, no new sampling
+    assert again["status"] == "skipped" and again["steps"] == 2
+    assert lake.fingerprint(Lake.run_dir(INTERVAL, "models", "rl")) == before
 
     for stage in ("base", "sft", "rl"):
         out = evaluate_model(lake, INTERVAL, settings, stage, f"student:{stage}")

@@ -9,6 +9,7 @@ from vLLM colocated with the trainer when vllm is installed; on CPU from transfo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -20,6 +21,7 @@ from conf_profile import progress
 from conf_profile.config import Settings
 from conf_profile.errors import ConfProfileError
 from conf_profile.intervals import Interval
+from conf_profile.layout import RunLayout
 from conf_profile.splits import Split
 from conf_profile.storage import Lake
 from conf_profile.taxonomy import load_taxonomy
@@ -167,6 +169,20 @@ def rl_candidates(lake: Lake, interval: Interval, settings: Settings) -> tuple[p
     return table.filter(pa.array(~held)), dropped_eval, held  # validation users never train, in SFT or here
 
 
+def fingerprint(lake: Lake, interval: Interval, settings: Settings) -> str:
+    """Identity of a GRPO run: the SFT model it starts from, the RL prompts, and the settings that shape it
+    (the RL section, the seed, the validation share, the student preset). A rerun with the same identity
+    returns the committed model instead of sampling again, so a rerun of a week registers no new version."""
+    ts = settings.train
+    shaping = {"rl": ts.rl.model_dump(), "seed": ts.seed, "val_share": ts.sft.val_share, "student": ts.student,
+               "preset": repr(student.PRESETS.get(ts.student))}
+    h = hashlib.sha256()
+    for rel in (student.model_dir(interval, "sft"), RunLayout(interval).rl_prompts):
+        h.update(f"{rel}\x1f{lake.fingerprint(rel)}\x1e".encode())
+    h.update(json.dumps(shaping, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     """GRPO on runs/<key>/labels/rl_prompts from models/sft; saves models/rl."""
     from trl import GRPOTrainer
@@ -176,6 +192,12 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
     ts = settings.train
     taxonomy = load_taxonomy(settings.taxonomy_path)
     table, dropped_eval, held = rl_candidates(lake, interval, settings)
+    rl_rel = student.model_dir(interval, "rl")
+    fp = fingerprint(lake, interval, settings) if lake.is_committed(student.model_dir(interval, "sft")) else None
+    done = lake.manifest(rl_rel).get("meta", {}) if lake.is_committed(rl_rel) else {}
+    if fp is not None and done.get("fingerprint") == fp:  # same SFT model, prompts and settings: rerunning gives the committed model
+        return {"stage": "rl", "interval": str(interval), "path": lake.uri_of(rl_rel), **done, "status": "skipped",
+                "dropped_eval_users": dropped_eval, "seconds": round(time.perf_counter() - t0, 1)}
     labelled = pc.is_valid(table.column("stage1_confidence"))
     kept, filt = difficulty_filter(table.filter(labelled), ts.rl.conf_band)
     sft_path = student.resolve("sft", settings, lake, interval, cache=runtime.work_dir(settings, interval, "rl-base"))
@@ -224,6 +246,7 @@ def train_rl(lake: Lake, interval: Interval, settings: Settings) -> dict:
             "best_step": val["best_step"] if val else trainer.state.global_step,
             "val_score": (val["best"] or {}).get("score") if val else None, "held_out_users": int(held.sum()),
             "prompts_dropped": table.num_rows - n_kept, "train_seconds": round(time.perf_counter() - t0, 1),
+            "fingerprint": fp,
             **{k.split(".", 1)[1]: v for k, v in params.items()}}
     student.save_final(trainer, tok, work / "final", lake, student.model_dir(interval, "rl"), meta, sft_path)
     logs = [h for h in trainer.state.log_history if "reward" in h]
