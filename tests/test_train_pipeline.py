@@ -169,3 +169,17 @@ def test_lora_sft_saves_a_merged_plain_model(tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(lake.local_dir(Lake.run_dir(INTERVAL, "models", "sft")))
     assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_cli_rl_rerun_says_it_kept_the_committed_model(monkeypatch, tmp_settings):
+    """A rerun that returns the committed GRPO model has no sampling stats to print: the summary says so."""
+    import argparse
+
+    from conf_profile.cli import train_cmds
+
+    skipped = {"stage": "train_rl", "interval": str(INTERVAL), "status": "skipped", "steps": 40, "path": "/lake/rl"}
+    monkeypatch.setattr(train_cmds, "run_stage", lambda *a, **k: skipped)
+    monkeypatch.setattr(train_cmds, "_settings", lambda args: tmp_settings)
+    monkeypatch.setattr(train_cmds, "_overrides", lambda args: {})
+    out = train_cmds.cmd_rl(argparse.Namespace(launcher_command=None))
+    assert "not rerun" in out.text and "/lake/rl" in out.text

@@ -104,6 +104,9 @@ def cmd_rl(args: argparse.Namespace) -> Result:
         return _launcher(args, "rl", settings)
     s = run_stage(args, "train_rl", params=_overrides(args))
     interval = s["interval"]
+    if s.get("status") == "skipped":  # same SFT model, prompts and settings: the committed model is the result
+        return Result(s, f"GRPO on {interval}: unchanged since the committed model ({s['steps']} steps), "
+                         f"not rerun -> {s['path']}")
     f = s["difficulty_filter"]
     text = (f"GRPO from sft on {interval}: {s['steps']} steps x {s['prompts_per_step']} prompts x "
             f"{s['num_generations']} rollouts; reward {s['reward_first']} -> {s['reward_last']}; "
