@@ -90,6 +90,25 @@ def test_an_incompatible_champion_is_refused_with_the_reason(tmp_path):
     assert not cold.warm and cold.tag == "cold: train.warm_start is cold (requested)"
 
 
+def test_a_rerun_after_a_cold_attempt_starts_cold_again(tmp_path):
+    """A champion promoted after this week's first (cold) attempt, e.g. by a backfill, must not make the
+    rerun warm: it would train another model and register a second version of the week."""
+    expected = {"taxonomy_hash": "tax1", "tokenizer_hash": "tok1", "student_base": "tiny"}
+    champion = _champion({**expected, "data_interval": str(W1)})  # compatible, trained before W2
+    auto = _settings(tmp_path)
+    first = "cold: conf-profile-student has no champion yet"
+    again = warm_start.decide(auto, W2, expected, tmp_path, champion=champion, pinned=first)
+    assert not again.warm and again.reason.startswith("conf-profile-student has no champion yet (kept from")
+    third = warm_start.decide(auto, W2, expected, tmp_path, champion=champion, pinned=again.tag)
+    assert third.tag == again.tag  # the reason does not grow with every rerun
+    # An explicit `champion` decides again; a cold start that was requested does not stick once auto is asked.
+    with pytest.raises(ConfProfileError, match="no champion"):
+        warm_start.decide(_settings(tmp_path, **{"train.warm_start": "champion"}), W2, expected, tmp_path,
+                          pinned=first)
+    requested = warm_start.decide(auto, W2, expected, tmp_path, pinned="cold: train.warm_start is cold (requested)")
+    assert "kept from" not in requested.reason and "no champion" in requested.reason
+
+
 def test_warm_schedule_and_run_parameter(tmp_path):
     s = _settings(tmp_path, **{"train.sft.warm_budget_examples": 2000, "train.sft.min_steps": 10})
     assert schedule(1000, s, warm=True) == {"mode": "warm_budget", "steps": 250, "epochs": 2.0}

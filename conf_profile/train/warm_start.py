@@ -27,6 +27,10 @@ from conf_profile.taxonomy import Taxonomy
 TAXONOMY_TAG, TOKENIZER_TAG, BASE_TAG, FROM_TAG = "taxonomy_hash", "tokenizer_hash", "student_base", "warm_start_from"
 
 
+_REQUESTED = "cold: train.warm_start is cold (requested)"
+_KEPT = " (kept from this run's earlier attempt; warm_start=champion decides again)"
+
+
 class WarmStartRefused(ConfProfileError):
     """train.warm_start is `champion` but the champion cannot be continued."""
 
@@ -111,20 +115,25 @@ def decide(settings: Settings, interval: Interval, expected: dict[str, str], cac
     """Decide warm or cold for this run. `expected`: this run's {taxonomy_hash, tokenizer_hash, student_base}.
     In `auto` every refusal is a cold start with its reason; in `champion` it raises WarmStartRefused.
     `pinned`: where an earlier attempt of this run started (its committed SFT meta): a rerun starts from the
-    same version even after this week's model became the champion, so reruns give the same model."""
+    same version even after this week's model became the champion, and cold again in `auto` after a cold
+    attempt even if a champion appeared since, so reruns give the same model."""
     from conf_profile.train import student
     from conf_profile.train.tokenizer import tokenizer_hash
 
     mode = settings.train.warm_start
     name = settings.mlflow.model_name
     if mode == "cold":
-        return WarmStart(mode, None, None, "train.warm_start is cold (requested)")
+        return WarmStart(mode, None, None, _REQUESTED.removeprefix("cold: "))
 
     def refuse(reason: str, fix: str) -> WarmStart:
         if mode == "champion":
             raise WarmStartRefused(f"train.warm_start is champion, but {reason}.", fix)
         return WarmStart(mode, None, None, reason)
 
+    if mode == "auto" and pinned and pinned.startswith("cold: ") and not pinned.startswith(_REQUESTED):
+        # The earlier attempt of this run started cold: so does the rerun, even if a champion appeared since
+        # (a backfill promoted meanwhile), or the rerun would train another model and register a second version.
+        return WarmStart(mode, None, None, pinned.removeprefix("cold: ").removesuffix(_KEPT) + _KEPT)
     cold = "set train.warm_start: cold (run parameter warm_start=cold) to train from scratch"
     if champion is None and lookup and _store_exists(settings):
         try:

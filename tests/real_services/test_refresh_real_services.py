@@ -3,8 +3,8 @@ metal"): PostgreSQL, the MLflow server, Airflow's api-server, scheduler, dag-pro
 LocalExecutor, driven through REST API v2 with a JWT as the UI does.
 
 Unpausing the DAG makes the scheduler create its run of the newest full week; a backfill of the two weeks
-before it and a manual run of the newest week (force_promote) are created right after, so the backfill
-would train while the scheduled run does (D12) unless runs are exclusive. Then: every task succeeded, no two
+before it (force_promote) is created right after, so the backfill would train while the scheduled run does
+(D12) unless runs are exclusive; a manual rerun of the newest week follows once a backfill promoted a champion. Then: every task succeeded, no two
 runs worked at the same time, the champion is the newest week's model and never moved back in time, one
 model version per week, every MLflow parent run ended."""
 
@@ -116,16 +116,11 @@ def test_refresh_runs_exclusively_on_real_services(real_stack, api):
     backfill = api.post("/backfills", json=body)
     assert backfill.status_code == 200, backfill.text
 
-    # A manual run of the newest week from the trigger form: it gets the full week ending at its logical date.
-    manual = api.post(f"/dags/{DAG}/dagRuns", json={"logical_date": _iso(w2_end), "conf": {"force_promote": True}})
-    assert manual.status_code == 200, manual.text
-    assert _ts(manual.json()["data_interval_start"]).date() == w2
-
     moved = {"state": None, "at": time.monotonic()}
 
-    def finished():
+    def finished(n: int):
         runs = _runs(api)
-        if len(runs) == 4 and all(r["state"] in ("success", "failed") for r in runs):
+        if len(runs) == n and all(r["state"] in ("success", "failed") for r in runs):
             return runs
         now = _progress(api)
         if now != moved["state"]:
@@ -135,7 +130,16 @@ def test_refresh_runs_exclusively_on_real_services(real_stack, api):
                                  f"--- scheduler log ---\n{stack.log_tail('scheduler', 4000)}")
         return None
 
-    runs = _wait("all four runs to finish", finished, WAIT_S, stack, every=5, state=lambda: _progress(api))
+    _wait("the scheduled run and the backfill to finish", lambda: finished(3), WAIT_S, stack, every=5,
+          state=lambda: _progress(api))
+
+    # Then a manual rerun of the newest week from the trigger form (it gets the full week ending at its logical
+    # date). Created after the backfill on purpose: a backfill promoted a champion since the week's first (cold)
+    # attempt, and the rerun must still give the same model (one version per week), not warm-start from it.
+    manual = api.post(f"/dags/{DAG}/dagRuns", json={"logical_date": _iso(w2_end), "conf": {"force_promote": True}})
+    assert manual.status_code == 200, manual.text
+    assert _ts(manual.json()["data_interval_start"]).date() == w2
+    runs = _wait("all four runs to finish", lambda: finished(4), WAIT_S, stack, every=5, state=lambda: _progress(api))
     timings["4 refresh runs"] = time.perf_counter() - t0
     assert sorted(r["run_type"] for r in runs) == ["backfill", "backfill", "manual", "scheduled"]
     intervals = {r["dag_run_id"]: _ts(r["data_interval_start"]).date() for r in runs}
@@ -176,7 +180,10 @@ def test_refresh_runs_exclusively_on_real_services(real_stack, api):
     name = real_stack.settings.mlflow.model_name
     versions = {v.version: v for v in client.search_model_versions(f"name = '{name}'")}
     by_week = [v.tags.get("data_interval") for v in versions.values()]
-    assert sorted(by_week) == sorted(set(by_week)) and len(by_week) == 3, by_week
+    ident = ("data_interval", "code_version", "dataset_hash", "config_hash", "model_hash", "dataset_hashes",
+             "student_stage", "warm_start_from", "dag_run_id")
+    assert sorted(by_week) == sorted(set(by_week)) and len(by_week) == 3, \
+        {v.version: {k: v.tags.get(k) for k in ident} for v in versions.values()}  # which identity differed
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.tags["data_interval"].startswith(w2.isoformat()), champion.tags  # forced, newest week
     for v in versions.values():  # every promotion moved the champion forward in time, never back
