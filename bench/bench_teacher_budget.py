@@ -32,11 +32,12 @@ import yaml
 INTERVAL = "2026-11-02..2026-11-09"
 
 
-def cli(lake: Path, *args: str, config: Path | None = None) -> dict:
+def cli(lake: Path, *args: str, config: Path | None = None, env: dict | None = None) -> dict:
     cmd = [sys.executable, "-m", "conf_profile.cli", *args, "--lake", str(lake), "--json"]
     if config is not None:
         cmd += ["--config", str(config)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CONF_PROFILE_PROGRESS": "0"})
+    p = subprocess.run(cmd, capture_output=True, text=True,
+                       env={**os.environ, **(env or {}), "CONF_PROFILE_PROGRESS": "0"})
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr[-2000:]}")
     return json.loads(p.stdout)
@@ -70,7 +71,10 @@ def stage1(out: Path, budget: str, a: argparse.Namespace) -> tuple[Path, dict]:
 
 def f1_row(ev: dict) -> dict:
     row = ev["rows"][0] if "rows" in ev else ev  # `evaluate --json` prints {"rows": [row]}; the eval file is the row
-    return {"f1": round(row["f1"], 2), "ece": round(row["ece"], 4), "coverage": round(row["coverage"], 3)}
+    def r(v, n):  # ECE is None when the student answered nothing
+        return None if v is None else round(v, n)
+
+    return {"f1": r(row["f1"], 2), "ece": r(row["ece"], 4), "coverage": r(row["coverage"], 3)}
 
 
 def one(out: Path, src: Path, budget: str, seed: int, a: argparse.Namespace) -> dict:
