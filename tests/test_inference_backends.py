@@ -26,6 +26,7 @@ from conf_profile.inference import (
     parse_samples,
     profile_documents,
 )
+from conf_profile.inference.profile import summary_text
 from conf_profile.taxonomy import load_taxonomy
 from conf_profile.train.data import messages
 from conf_profile.train.student_eval import predictions
@@ -195,6 +196,66 @@ def test_inference_pod_command_parses_with_the_cli():
     s = Settings(lake="s3://lake/x")
     s.inference.backend = "openai"
     assert inference_command(s, 0)[inference_command(s, 0).index("--backend") + 1] == "openai"
+
+
+# ---- retrying answers that lack attributes ------------------------------------------------------------------
+
+def _full(taxonomy, gender: str) -> str:
+    out = {a.name: {"label": [] if a.is_multi else "unknown", "confidence": 0.0} for a in taxonomy.attributes}
+    out["gender"] = {"label": gender, "confidence": 0.8}
+    return json.dumps(out)
+
+
+USERS = ["a", "b", "c", "d", "e", "f", "g", "h"]
+DOCS8 = [f"doc {u}" for u in USERS]
+
+
+class _ScriptedBackend:
+    """First call: users a and d-h answer whole, b with broken JSON, c with a class outside the taxonomy;
+    retries answer from `retry` (per document)."""
+
+    name = "scripted"
+
+    def __init__(self, retry, broken: int = 2):
+        self.calls, self.retry, self.broken = [], retry, broken
+
+    def generate(self, documents, n):
+        self.calls.append((list(documents), n))
+        if len(self.calls) == 1:
+            bad_class = json.loads(_full(TAX, "female"))
+            bad_class["age_group"]["label"] = "toddler"
+            first = [[_full(TAX, "male")], ['{"gender": {"label": "fem'], [json.dumps(bad_class)]]
+            first += [[_full(TAX, "male")] if i >= self.broken - 2 else ["broken"] for i in range(len(documents) - 3)]
+            return first
+        return [self.retry(d) for d in documents]
+
+
+def test_answers_that_lack_attributes_are_retried_and_filled_from_the_samples_vote():
+    s = Settings(inference={"batch_size": 8})
+    users, docs = USERS, DOCS8
+    retry = _ScriptedBackend(lambda d: [_full(TAX, "female"), "not json", _full(TAX, "female"), _full(TAX, "male")])
+    table, stats = profile_documents(s, "", users, docs, TAX, backend=retry)
+    assert retry.calls[1] == (["doc b", "doc c"], s.inference.retry_invalid)  # only the incomplete answers
+    assert stats["retried_users"] == 2 and stats["valid_rate_first"] == 0.75 and stats["valid_rate"] == 1.0
+    got = {(r["user_id"], r["attribute"]): (r["label"], r["confidence"]) for r in table.to_pylist()}
+    assert got[("a", "gender")] == (["male"], 0.8)  # whole answers are kept as they were
+    assert got[("b", "gender")] == (["female"], 0.4)  # the vote of the samples: 2 of 4 said female at 0.8
+    assert got[("c", "gender")] == (["female"], 0.8)  # what the answer had stays; only age_group was filled
+    assert got[("c", "age_group")] == (["unknown"], 0.0)
+
+    # Retries that fail too leave the attributes as abstentions and say so; 0 turns retrying off.
+    failing = _ScriptedBackend(lambda d: ["still broken"] * 4)
+    table, stats = profile_documents(s, "", users, docs, TAX, backend=failing)
+    assert stats["retried_users"] == 2 and stats["valid_rate"] == 0.75
+    assert {r["confidence"] for r in table.to_pylist() if r["user_id"] == "b"} == {0.0}
+    assert "2 retried: 0.75 valid at first" in summary_text(stats)
+    # A model that has not learned the format (over a quarter incomplete) is not retried: sampling won't fix it.
+    untrained = _ScriptedBackend(lambda d: pytest.fail("no retry for an untrained model"), broken=3)
+    assert profile_documents(s, "", users, docs, TAX, backend=untrained)[1]["retried_users"] == 0
+    s.inference.retry_invalid = 0
+    off = _ScriptedBackend(lambda d: pytest.fail("no retry when retry_invalid is 0"))
+    assert profile_documents(s, "", users, docs, TAX, backend=off)[1]["retried_users"] == 0
+    assert len(off.calls) == 1
 
 
 # ---- openai backend ----------------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def test_sft_rl_evaluate_end_to_end(lake_settings):
         assert out["eval_users"] == 6
         assert set(row) >= {"name", "f1", "coverage", "ece", "valid_rate", "per_attribute"}
         assert 0.0 <= row["f1"] <= 100.0 and 0.0 <= row["valid_rate"] <= 1.0
+        assert row["valid_rate_first"] <= row["valid_rate"] and row["retried_users"] >= 0  # retries only add
         assert row["ece"] is None or 0.0 <= row["ece"] <= 1.0  # None: the model never answered anything
         assert set(row["per_attribute"]) == set(load_taxonomy().names)
         assert lake.read_json(Lake.run_dir(INTERVAL, "eval", f"student-{stage}.json")) == json.loads(json.dumps(row))

@@ -129,6 +129,9 @@ def cmd_evaluate(args: argparse.Namespace) -> Result:
     ece = "n/a" if row["ece"] is None else f"{row['ece']:.3f}"
     text = (f"{name} on {s['eval_users']} eval users of {interval}: F1 {row['f1']:.1f}, coverage "
             f"{row['coverage']:.2f}, ECE {ece}, valid JSON {row['valid_rate']:.1%} -> {s['path']}")
+    if row.get("retried_users"):  # a retried answer is never passed off as a first answer
+        text += (f"\n  {row['retried_users']} answers lacked attributes and were retried "
+                 f"(train.eval.retry_invalid): valid JSON {row['valid_rate_first']:.1%} at first")
     if "sampling" in row:
         smp = row["sampling"]
         text += f"\n  sampled T=1: avg@{smp['k']} F1 {smp['avg_f1']:.1f}, maj@{smp['k']} F1 {smp['maj_f1']:.1f}"

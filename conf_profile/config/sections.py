@@ -209,6 +209,10 @@ class EvalSettings(Strict):
     # Self-consistency: >1 answers with the confidence-weighted vote over k sampled answers instead of greedy.
     answer_samples: int = Field(1, ge=1)
     answer_temperature: float = Field(0.7, gt=0)  # sampling temperature of those k answers
+    # A greedy answer that lacks attributes (broken JSON, a class outside the taxonomy) gets this many sampled
+    # answers at answer_temperature, and what it lacks is filled from their vote (student_eval.fill_invalid);
+    # valid_rate counts after that, valid_rate_first before. Mirrors inference.retry_invalid. 0 = off.
+    retry_invalid: int = Field(4, ge=0)
     plots: bool = True  # reliability diagram of every evaluated student under runs/<key>/plots/
 
 
@@ -304,6 +308,9 @@ class InferenceSettings(Strict):
     backend: Literal["local", "vllm", "openai"] = "local"
     samples: int = Field(1, ge=1)  # 1: greedy; k > 1: confidence-weighted vote over k sampled answers
     temperature: float = Field(0.7, gt=0)  # sampling temperature of those k answers
+    # samples = 1: an answer that lacks attributes is retried with this many sampled answers, the attributes
+    # it lacks filled from their vote (as train.eval.retry_invalid does for the report card). 0 = off.
+    retry_invalid: int = Field(4, ge=0)
     batch_size: int | None = Field(None, ge=1)  # users per backend call; None: compute.inference_batch_size
     max_tokens: int | None = Field(None, ge=1)  # None: the longest valid answer (local, vllm) or 512 (openai)
     seed: int | None = None

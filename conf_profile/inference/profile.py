@@ -3,7 +3,7 @@
 Why here and not in the stage: whatever backend generates (inference.backend), the answers are parsed by the
 parser that parses teachers and evaluation (probability confidences), voted the way the evaluation votes
 (student_eval.vote_answers, when inference.samples > 1), and laid out as the evaluation's predictions
-(an unparsable attribute is an abstention with confidence 0). A user whose request failed (openai backend,
+(an unparsable attribute is an abstention with confidence 0, after inference.retry_invalid sampled retries). A user whose request failed (openai backend,
 after its retries) gets no rows and is counted; more than inference.max_error_share of them fails the call.
 """
 
@@ -22,7 +22,7 @@ from conf_profile.inference.backends import Backend, InferenceServerError, make_
 from conf_profile.taxonomy import Taxonomy
 from conf_profile.teachers.parse import parse_answer
 from conf_profile.train.rewards import Rollout
-from conf_profile.train.student_eval import predictions, vote_answers
+from conf_profile.train.student_eval import complete_share, fill_invalid, predictions, vote_answers
 
 
 def parse_samples(answers: list[list[str]], taxonomy: Taxonomy, vote: bool = False) -> tuple[list[Rollout], float]:
@@ -47,7 +47,7 @@ def profile_documents(settings: Settings, model_ref: str, users: list[str], text
     backend = backend or make_backend(settings, model_ref, taxonomy, cache=cache)
     k = inf.samples
     bs = inf.batch_size or settings.compute.inference_batch_size
-    parts, valid, failed, reasons = [], 0.0, 0, {}
+    parts, valid, valid_first, retried, failed, reasons = [], 0.0, 0.0, 0, 0, {}
     bar = progress.bar(f"profile ({backend.name})", total=len(users), unit="user")
     for start in range(0, len(users), bs):
         chunk_users, chunk_texts = users[start:start + bs], texts[start:start + bs]
@@ -61,6 +61,13 @@ def profile_documents(settings: Settings, model_ref: str, users: list[str], text
             ok_users.append(uid)
             ok_answers.append(list(out) or [""])
         rollouts, v = parse_samples(ok_answers, taxonomy, vote=k > 1)
+        valid_first += v
+        if inf.retry_invalid and k == 1:
+            docs_of = dict(zip(chunk_users, chunk_texts, strict=True))
+            rollouts, n = fill_invalid(rollouts, [docs_of[u] for u in ok_users], taxonomy,
+                                       lambda d: backend.generate(d, inf.retry_invalid))
+            retried += n
+            v = complete_share(rollouts, taxonomy) * len(rollouts) if n else v
         valid += v
         parts.append(predictions(ok_users, rollouts, taxonomy))
         bar.update(len(chunk_users))
@@ -70,7 +77,8 @@ def profile_documents(settings: Settings, model_ref: str, users: list[str], text
     stats: dict[str, Any] = {
         "backend": backend.name, "samples": k, "users": len(users), "profiled": profiled, "failed_users": failed,
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:3]),
-        "valid_rate": round(valid / profiled, 4) if profiled else None, "rows": table.num_rows,
+        "valid_rate": round(valid / profiled, 4) if profiled else None, "retried_users": retried,
+        "valid_rate_first": round(valid_first / profiled, 4) if profiled else None, "rows": table.num_rows,
         "seconds": round(time.perf_counter() - t0, 1)}
     if users and failed / len(users) > inf.max_error_share:
         top = "; ".join(f"{n} x {r}" for r, n in stats["failure_reasons"].items())
@@ -87,6 +95,8 @@ def summary_text(stats: dict[str, Any]) -> str:
     line = (f"profiled {stats['profiled']} of {stats['users']} users with the {stats['backend']} backend"
             f"{' (vote of ' + str(stats['samples']) + ' samples)' if stats['samples'] > 1 else ''}, "
             f"valid answers {stats['valid_rate']}")
+    if stats.get("retried_users"):
+        line += f" ({stats['retried_users']} retried: {stats['valid_rate_first']} valid at first)"
     if stats["failed_users"]:
         line += f"; {stats['failed_users']} left out ({', '.join(stats['failure_reasons'])})"
     return line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from conf_profile.train import runtime, student
 from conf_profile.train.data import eval_reference, messages
 from conf_profile.train.rewards import Rollout, parse_rollout, quasi_ground_truth
 
+RETRY_MAX_SHARE = 0.25  # fill_invalid retries only when at most this share of the answers is incomplete
 PRED_SCHEMA = pa.schema([("user_id", pa.string()), ("attribute", pa.string()),
                          ("label", pa.list_(pa.string())), ("confidence", pa.float64())])
 
@@ -100,6 +102,34 @@ def _same(label, winner) -> bool:
     return sorted(label) == sorted(winner) if isinstance(winner, list) else label == winner
 
 
+def fill_invalid(answers: list[Rollout], documents: list[str], taxonomy: Taxonomy,
+                 sample: Callable[[list[str]], list[list[str]]]) -> tuple[list[Rollout], int]:
+    """Users whose answer lacks attributes (a format slip: broken JSON, a class outside the taxonomy) get
+    `sample(their documents)` answers, and the attributes they lack are filled from the confidence-weighted
+    vote over those (what the answer had stays). Why: one slipped token of a small student otherwise costs
+    the user's whole profile, and serving retries a bad answer rather than storing it. Only for slips: above
+    RETRY_MAX_SHARE incomplete answers (an untrained model) nothing is retried. Returns the answers and how
+    many users were retried."""
+    names = [a.name for a in taxonomy.attributes]
+    bad = [i for i, r in enumerate(answers) if any(n not in r.labels for n in names)]
+    if not bad or len(bad) > RETRY_MAX_SHARE * len(answers):
+        return answers, 0  # nothing to retry, or a model that has not learned the format: sampling will not fix it
+    drawn = sample([documents[i] for i in bad])
+    voted = vote_answers([[parse_rollout(t, taxonomy) for t in per if isinstance(t, str)] for per in drawn], taxonomy)
+    out = list(answers)
+    for i, v in zip(bad, voted, strict=True):
+        have = answers[i]
+        out[i] = Rollout({**v.labels, **have.labels}, {**v.confidences, **have.confidences},
+                         have.has_json or v.has_json)
+    return out, len(bad)
+
+
+def complete_share(answers: list[Rollout], taxonomy: Taxonomy) -> float:
+    """Share of users whose answer has every attribute (what `valid_rate` counts after fill_invalid)."""
+    names = [a.name for a in taxonomy.attributes]
+    return float(np.mean([all(n in r.labels for n in names) for r in answers])) if answers else 0.0
+
+
 def answer(model, tok, documents: list[str], taxonomy: Taxonomy, max_new_tokens: int, batch_size: int = 64,
            answer_samples: int = 1, temperature: float = 0.7, desc: str = "answer") -> tuple[list[Rollout], list[str], float]:
     """The student's answers as parsed Rollouts: greedy (answer_samples=1) or the confidence-weighted vote
@@ -162,13 +192,21 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
     budget = answer_budget(tok, taxonomy)
     es = settings.train.eval
     k_answer = es.answer_samples if answer_samples is None else answer_samples
-    rollouts, texts, valid_rate = answer(mdl, tok, docs.column("document").to_pylist(), taxonomy, budget,
-                                         es.batch_size, k_answer, es.answer_temperature, desc=f"evaluate {name}")
+    documents = docs.column("document").to_pylist()
+    rollouts, texts, valid_first = answer(mdl, tok, documents, taxonomy, budget, es.batch_size, k_answer,
+                                          es.answer_temperature, desc=f"evaluate {name}")
+    retried = 0
+    if es.retry_invalid and k_answer == 1:  # as the daily inference does (inference.retry_invalid)
+        rollouts, retried = fill_invalid(rollouts, documents, taxonomy, lambda d: generate(
+            mdl, tok, d, budget, es.batch_size, samples=es.retry_invalid, temperature=es.answer_temperature,
+            desc=f"retry {name}"))
+    valid_rate = complete_share(rollouts, taxonomy) if retried else valid_first
     gen_s = time.perf_counter() - t0
     # valid_rate: valid JSON, every attribute present and in taxonomy (mean over the k samples when voting)
     pred = predictions(user_ids, rollouts, taxonomy)
     row, rels = score_detailed(pred, gold, taxonomy, name=name, valid_rate=valid_rate, users=user_ids, split=split)
     row["reference"] = reference  # gold or quasi-labels (gold.read_reference); the report card checks it
+    row["valid_rate_first"], row["retried_users"] = round(valid_first, 4), retried  # before fill_invalid
     row["label_free"] = label_free(pred, taxonomy, user_ids)
     if k_answer > 1:
         row["answer"] = {"samples": k_answer, "temperature": es.answer_temperature}
