@@ -3,8 +3,9 @@
 Why here and not in the stage: whatever backend generates (inference.backend), the answers are parsed by the
 parser that parses teachers and evaluation (probability confidences), voted the way the evaluation votes
 (student_eval.vote_answers, when inference.samples > 1), and laid out as the evaluation's predictions
-(an unparsable attribute is an abstention with confidence 0, after inference.retry_invalid sampled retries). A user whose request failed (openai backend,
-after its retries) gets no rows and is counted; more than inference.max_error_share of them fails the call.
+(an unparsable attribute is an abstention with confidence 0, after inference.retry_invalid sampled retries).
+A user whose request failed (openai backend, after its retries) gets no rows and is counted; more than
+inference.max_error_share of them fails the call.
 """
 
 from __future__ import annotations

@@ -197,6 +197,9 @@ def evaluate_model(lake: Lake, interval: Interval, settings: Settings, model: st
                                           es.answer_temperature, desc=f"evaluate {name}")
     retried = 0
     if es.retry_invalid and k_answer == 1:  # as the daily inference does (inference.retry_invalid)
+        import torch
+
+        torch.manual_seed(settings.train.seed)  # the same retries on every rerun: the same report card
         rollouts, retried = fill_invalid(rollouts, documents, taxonomy, lambda d: generate(
             mdl, tok, d, budget, es.batch_size, samples=es.retry_invalid, temperature=es.answer_temperature,
             desc=f"retry {name}"))
